@@ -1,0 +1,81 @@
+"""httpstream: a pure-asyncio HTTP client and transport stack built for streaming."""
+
+from ._api import delete, get, head, options, patch, post, put, request, stream
+from ._client import USE_CLIENT_DEFAULT, AsyncClient, AsyncTransport, StreamContext, __version__
+from ._config import Limits, Timeout
+from ._exceptions import (
+    ConnectError,
+    ConnectTimeout,
+    DecodingError,
+    HTTPStatusError,
+    HTTPStreamError,
+    InvalidURL,
+    LocalProtocolError,
+    PoolClosed,
+    PoolTimeout,
+    ReadError,
+    ReadTimeout,
+    RemoteProtocolError,
+    StaleConnection,
+    StreamClosed,
+    StreamConsumed,
+    StreamError,
+    TimeoutException,
+    TooManyRedirects,
+    TransportError,
+    WriteError,
+    WriteTimeout,
+)
+from ._headers import Headers
+from ._models import Request, Response
+from ._pool import ConnectionPool, PoolStats
+from ._streams import ResponseStream
+from ._urls import URL, Origin
+
+__all__ = [
+    "URL",
+    "USE_CLIENT_DEFAULT",
+    "AsyncClient",
+    "AsyncTransport",
+    "ConnectError",
+    "ConnectTimeout",
+    "ConnectionPool",
+    "DecodingError",
+    "HTTPStatusError",
+    "HTTPStreamError",
+    "Headers",
+    "InvalidURL",
+    "Limits",
+    "LocalProtocolError",
+    "Origin",
+    "PoolClosed",
+    "PoolStats",
+    "PoolTimeout",
+    "ReadError",
+    "ReadTimeout",
+    "RemoteProtocolError",
+    "Request",
+    "Response",
+    "ResponseStream",
+    "StaleConnection",
+    "StreamClosed",
+    "StreamConsumed",
+    "StreamContext",
+    "StreamError",
+    "Timeout",
+    "TimeoutException",
+    "TooManyRedirects",
+    "TransportError",
+    "WriteError",
+    "WriteTimeout",
+    "__version__",
+    "delete",
+    "get",
+    "head",
+    "options",
+    "patch",
+    "post",
+    "put",
+    "request",
+    "stream",
+]

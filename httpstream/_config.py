@@ -1,0 +1,163 @@
+"""Configuration values (frozen dataclasses) and the SSLContext factory.
+
+Stdlib only: this module sits at the bottom of the layer map.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from dataclasses import dataclass, replace
+from typing import Union
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_TIMEOUT",
+    "Limits",
+    "TLSConfig",
+    "Timeout",
+    "TimeoutTypes",
+    "VerifyTypes",
+    "CertTypes",
+    "create_ssl_context",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timeout:
+    """Deadlines in seconds; ``None`` disables one.
+
+    connect: DNS + TCP + TLS handshake.  read: the wait for each chunk (or for the
+    response head), re-armed on progress.  write: the wait for the peer to accept
+    request bytes (flow control).  pool: the wait for a free connection.
+    """
+
+    connect: float | None = 10.0
+    read: float | None = 30.0
+    write: float | None = 30.0
+    pool: float | None = 10.0
+
+    @classmethod
+    def all(cls, value: float | None) -> Timeout:
+        """One value for every phase: ``Timeout.all(5.0)``."""
+        return cls(connect=value, read=value, write=value, pool=value)
+
+
+TimeoutTypes = Union[Timeout, float, None]
+
+
+def to_timeout(value: TimeoutTypes) -> Timeout:
+    if isinstance(value, Timeout):
+        return value
+    return Timeout.all(value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """Pool and stream limits.
+
+    max_connections: open connections in the pool, all origins together.
+    max_connections_per_host: open connections to one origin (None: no own cap).
+    max_keepalive_connections: idle connections kept for reuse.
+    keepalive_expiry: seconds an idle connection is kept.
+    max_drain_bytes / drain_timeout: an HTTP/1.1 body closed early with at most
+      this many bytes left is read off in the background (within the deadline) so
+      the connection can be reused; a larger or unknown remainder closes it.
+    max_header_bytes / max_header_count: limits on a response head.
+    max_informational_responses: 1xx responses tolerated before the final one.
+    read_high_water / read_low_water: unread body bytes above which reading from
+      the socket pauses, and below which it resumes.
+    """
+
+    max_connections: int | None = 100
+    max_connections_per_host: int | None = None
+    max_keepalive_connections: int | None = 20
+    keepalive_expiry: float | None = 5.0
+    max_drain_bytes: int = 64 * 1024
+    drain_timeout: float = 2.0
+    max_header_bytes: int = 64 * 1024
+    max_header_count: int = 256
+    max_informational_responses: int = 16
+    read_high_water: int = 1024 * 1024
+    read_low_water: int = 256 * 1024
+
+    def __post_init__(self) -> None:
+        if self.read_low_water > self.read_high_water:
+            raise ValueError("read_low_water must not exceed read_high_water")
+        for name in ("max_connections", "max_connections_per_host", "max_keepalive_connections"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0 or None")
+
+    def replace(self, **changes: object) -> Limits:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+DEFAULT_TIMEOUT = Timeout()
+DEFAULT_LIMITS = Limits()
+
+VerifyTypes = Union[bool, str, "os.PathLike[str]", ssl.SSLContext]
+CertTypes = Union[str, tuple[str, str], tuple[str, str, str], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TLSConfig:
+    """Every TLS setting that changes what a connection may be used for.
+
+    It is part of the pool key, so a connection made with verification off is
+    never handed to a request that wants it on.
+    """
+
+    verify: bool | str | ssl.SSLContext = True
+    cert: CertTypes = None
+    alpn: tuple[str, ...] = ("http/1.1",)
+
+    def key(self) -> tuple[object, ...]:
+        verify: object = id(self.verify) if isinstance(self.verify, ssl.SSLContext) else self.verify
+        return (verify, self.cert, self.alpn)
+
+
+def create_ssl_context(config: TLSConfig) -> ssl.SSLContext:
+    """Build the client SSLContext for ``config`` (verification on by default).
+
+    A caller-provided SSLContext is used as it is, except that its ALPN list is set
+    to what this pool speaks: we must know what we offered to read what was picked.
+    """
+    verify = config.verify
+    if isinstance(verify, ssl.SSLContext):
+        ctx = verify
+    elif verify is False:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    elif verify is True:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        _load_env_ca(ctx)
+    else:
+        path = os.fspath(verify)
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        if os.path.isdir(path):
+            ctx.load_verify_locations(capath=path)
+        else:
+            ctx.load_verify_locations(cafile=path)
+    ctx.set_alpn_protocols(list(config.alpn))
+    if not isinstance(verify, ssl.SSLContext):
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if config.cert is not None:
+            if isinstance(config.cert, str):
+                ctx.load_cert_chain(config.cert)
+            elif len(config.cert) == 2:
+                ctx.load_cert_chain(config.cert[0], config.cert[1])
+            else:
+                ctx.load_cert_chain(config.cert[0], config.cert[1], config.cert[2])
+    return ctx
+
+
+def _load_env_ca(ctx: ssl.SSLContext) -> None:
+    """Honour SSL_CERT_FILE / SSL_CERT_DIR as OpenSSL-based tools do."""
+    cafile = os.environ.get("SSL_CERT_FILE")
+    capath = os.environ.get("SSL_CERT_DIR")
+    if cafile and os.path.isfile(cafile):
+        ctx.load_verify_locations(cafile=cafile)
+    if capath and os.path.isdir(capath):
+        ctx.load_verify_locations(capath=capath)

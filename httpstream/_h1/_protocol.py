@@ -1,0 +1,495 @@
+"""The asyncio Protocol of one HTTP/1.1 connection.
+
+Theory of operation
+-------------------
+Push model: ``data_received`` parses what arrived and hands it on at once; there
+is no reader task.  One ``Exchange`` (request + response) is in flight at a time.
+It moves through the modes
+
+    HEAD ──> DIRECT (Content-Length or close-delimited body) ──> DONE
+         └─> CHUNKED (h11 parses the framing) ────────────────> DONE
+
+h11 parses every response head and chunked framing.  A body framed by
+Content-Length (or by the close of the connection) bypasses h11: the bytes that
+``data_received`` gets are counted and passed to the body buffer as they are, with
+no copy, which is what lets a 1 GiB download run at socket speed.  Because h11 then
+never sees the end of that body, each exchange gets a fresh ``h11.Connection``;
+keep-alive is decided here instead (RFC 9112 section 9.3): HTTP/1.1, no
+``Connection: close`` on either side, a body whose end was known from its framing,
+no bytes beyond it, and the request fully sent.
+
+Backpressure: the body buffer calls ``pause``/``resume`` at its water marks and we
+pause/resume reading the socket; on the write side ``pause_writing`` /
+``resume_writing`` gate ``drain()``.  Every wait has a ``call_later`` deadline.
+
+Errors are converted here, where h11 is called: ``h11.RemoteProtocolError`` becomes
+our ``RemoteProtocolError``; a connection lost mid-message becomes
+``RemoteProtocolError`` (clean close) or ``ReadError`` (reset) on whoever waits,
+so a short body is never presented as complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Final
+
+import h11
+
+from .._config import Limits
+from .._exceptions import (
+    LocalProtocolError,
+    ReadError,
+    ReadTimeout,
+    RemoteProtocolError,
+    StaleConnection,
+    WriteError,
+    WriteTimeout,
+)
+from .._headers import Headers
+from .._streams import BodyBuffer
+
+__all__ = ["Exchange", "H1Protocol", "ResponseHead"]
+
+HEAD: Final = 0
+DIRECT: Final = 1
+CHUNKED: Final = 2
+DONE: Final = 3
+
+
+class ResponseHead:
+    __slots__ = ("status_code", "reason", "http_version", "headers", "content_length")
+
+    def __init__(
+        self, status_code: int, reason: str, http_version: str, headers: Headers, content_length: int | None
+    ) -> None:
+        self.status_code = status_code
+        self.reason = reason
+        self.http_version = http_version
+        self.headers = headers
+        self.content_length = content_length
+
+
+class Exchange:
+    """One request/response on the connection, as the protocol sees it."""
+
+    __slots__ = (
+        "method",
+        "h11",
+        "mode",
+        "head_waiter",
+        "head_timer",
+        "buffer",
+        "remaining",
+        "content_length",
+        "received",
+        "reusable",
+        "request_sent",
+        "reused",
+        "draining",
+        "drain_timer",
+        "informational",
+        "trailers",
+        "read_timeout",
+        "error",
+    )
+
+    def __init__(self, method: str, *, reused: bool, read_timeout: float | None, max_header_bytes: int) -> None:
+        self.method = method
+        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_header_bytes)
+        self.mode = HEAD
+        self.head_waiter: asyncio.Future[tuple[ResponseHead, BodyBuffer]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.head_timer: asyncio.TimerHandle | None = None
+        self.buffer: BodyBuffer | None = None
+        self.remaining: int | None = None
+        self.content_length: int | None = None
+        self.received = 0
+        self.reusable = True
+        self.request_sent = False
+        self.reused = reused
+        self.draining = False
+        self.drain_timer: asyncio.TimerHandle | None = None
+        self.informational = 0
+        self.trailers = Headers()
+        self.read_timeout = read_timeout
+        self.error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.mode == DONE
+
+
+class H1Protocol(asyncio.Protocol):
+    """Bytes in, events out, for one HTTP/1.1 connection."""
+
+    def __init__(
+        self,
+        *,
+        limits: Limits,
+        on_exchange_done: Callable[[Exchange, bool], None],
+        on_lost: Callable[[], None],
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._limits = limits
+        self._on_exchange_done = on_exchange_done
+        self._on_lost = on_lost
+        self.transport: asyncio.Transport | None = None
+        self.exchange: Exchange | None = None
+        self.lost = False
+        self.eof = False
+        self._reading_paused = False
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+
+    # -- asyncio callbacks -----------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        ex = self.exchange
+        if ex is None:
+            # RFC 9112 section 9.3: a server never sends a response unasked.
+            # Bytes on an idle connection mean it cannot be trusted any more.
+            self.close()
+            return
+        ex.received += len(data)
+        mode = ex.mode
+        if mode == DIRECT:
+            self._direct(ex, data)
+        elif mode == HEAD:
+            self._head(ex, data)
+        elif mode == CHUNKED:
+            self._chunked(ex, data)
+
+    def eof_received(self) -> bool | None:
+        self.eof = True
+        return None  # let the transport close; connection_lost settles the exchange
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(WriteError(f"connection lost while sending the request: {exc or 'closed'}"))
+        ex = self.exchange
+        if ex is not None and not ex.done:
+            if ex.mode == DIRECT and ex.remaining is None and exc is None:
+                self._complete(ex)  # a close-delimited body ends with the close
+            else:
+                self._fail(ex, self._lost_error(ex, exc))
+        self._on_lost()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- used by the connection --------------------------------------------------
+    def start(self, ex: Exchange) -> None:
+        self.exchange = ex
+
+    def write(self, data: bytes) -> None:
+        if self.lost or self.transport is None or self.transport.is_closing():
+            raise WriteError("connection closed while sending the request")
+        self.transport.write(data)
+
+    async def drain(self, timeout: float | None) -> None:
+        """Wait until the transport's write buffer is below its low-water mark."""
+        if self.lost:
+            raise WriteError("connection closed while sending the request")
+        if not self._write_paused:
+            return
+        waiter = self._loop.create_future()
+        self._drain_waiter = waiter
+        timer = None
+        if timeout is not None:
+            timer = self._loop.call_later(timeout, _expire_write, waiter, timeout)
+        try:
+            await waiter
+        finally:
+            self._drain_waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    def arm_head_timer(self, ex: Exchange) -> None:
+        if ex.read_timeout is not None and not ex.head_waiter.done():
+            ex.head_timer = self._loop.call_later(ex.read_timeout, self._head_expired, ex)
+
+    def begin_drain(self, ex: Exchange) -> None:
+        """Read off the rest of an early-closed body, then hand the connection back."""
+        ex.draining = True
+        buffer = ex.buffer
+        if buffer is not None:
+            buffer.discard()
+            buffer.detach()
+        self._resume()
+        ex.drain_timer = self._loop.call_later(self._limits.drain_timeout, self._drain_expired, ex)
+
+    def close(self) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+
+    def abort(self) -> None:
+        transport = self.transport
+        if transport is not None:
+            transport.abort()
+
+    @property
+    def is_usable(self) -> bool:
+        """False once the peer closed or the transport is going away (stale check)."""
+        transport = self.transport
+        return not (self.lost or self.eof or transport is None or transport.is_closing())
+
+    # -- parsing ---------------------------------------------------------------------
+    def _head(self, ex: Exchange, data: bytes) -> None:
+        conn = ex.h11
+        try:
+            conn.receive_data(data)
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    return
+                kind = type(event)
+                if kind is h11.Response:
+                    break
+                if kind is h11.InformationalResponse:
+                    ex.informational += 1
+                    if ex.informational > self._limits.max_informational_responses:
+                        raise RemoteProtocolError(
+                            f"more than {self._limits.max_informational_responses} "
+                            "informational (1xx) responses to one request"
+                        )
+                    continue
+                raise RemoteProtocolError(f"unexpected {kind.__name__} before the response head")
+        except h11.RemoteProtocolError as exc:
+            self._fail(ex, RemoteProtocolError(f"malformed response head: {exc}"))
+            return
+        except RemoteProtocolError as exc:
+            self._fail(ex, exc)
+            return
+        assert isinstance(event, h11.Response)
+        raw = event.headers.raw_items()
+        if len(raw) > self._limits.max_header_count:
+            self._fail(
+                ex,
+                RemoteProtocolError(
+                    f"response has {len(raw)} header fields, more than the limit of "
+                    f"{self._limits.max_header_count}"
+                ),
+            )
+            return
+        headers = Headers.from_raw(raw)
+        status = event.status_code
+        if event.http_version != b"1.1":
+            ex.reusable = False
+        for value in headers.get_raw(b"connection"):
+            if b"close" in value.lower():
+                ex.reusable = False
+        has_te = b"transfer-encoding" in headers
+        length_values = headers.get_raw(b"content-length")
+        no_body = ex.method == "HEAD" or status in (204, 304)
+        content_length: int | None
+        if no_body:
+            content_length = 0 if not length_values or ex.method == "HEAD" else 0
+        elif has_te:
+            content_length = None
+            if length_values:
+                # RFC 9112 section 6.3: Transfer-Encoding wins, and the connection
+                # must not be reused (the message may be a smuggling attempt).
+                ex.reusable = False
+        elif length_values:
+            content_length = int(length_values[0])
+        else:
+            content_length = None
+            ex.reusable = False  # close-delimited
+        ex.content_length = content_length
+        buffer = BodyBuffer(
+            high_water=self._limits.read_high_water,
+            low_water=self._limits.read_low_water,
+            read_timeout=ex.read_timeout,
+            pause=lambda: self._pause_for(ex),
+            resume=lambda: self._resume_for(ex),
+        )
+        ex.buffer = buffer
+        if ex.head_timer is not None:
+            ex.head_timer.cancel()
+            ex.head_timer = None
+        head = ResponseHead(
+            status, event.reason.decode("latin-1"), "HTTP/" + event.http_version.decode(), headers, content_length
+        )
+        if not ex.head_waiter.done():
+            ex.head_waiter.set_result((head, buffer))
+        if no_body:
+            leftover = conn.trailing_data[0]
+            if leftover:
+                ex.reusable = False
+            self._complete(ex)
+        elif has_te:
+            ex.mode = CHUNKED
+            self._chunked(ex, b"")
+        else:
+            ex.mode = DIRECT
+            ex.remaining = content_length
+            ex.h11 = None  # type: ignore[assignment]
+            leftover = conn.trailing_data[0]
+            if content_length == 0:
+                if leftover:
+                    ex.reusable = False
+                self._complete(ex)
+            elif leftover:
+                self._direct(ex, leftover)
+
+    def _direct(self, ex: Exchange, data: bytes) -> None:
+        remaining = ex.remaining
+        if remaining is None:
+            self._deliver(ex, data)
+            return
+        size = len(data)
+        if size < remaining:
+            ex.remaining = remaining - size
+            self._deliver(ex, data)
+            return
+        if size > remaining:
+            # Bytes beyond Content-Length: not part of this body and not a valid
+            # next response either.  Keep the body, never reuse the connection.
+            ex.reusable = False
+            data = data[:remaining]
+        ex.remaining = 0
+        self._deliver(ex, data)
+        self._complete(ex)
+
+    def _chunked(self, ex: Exchange, data: bytes) -> None:
+        conn = ex.h11
+        try:
+            if data:
+                conn.receive_data(data)
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    return
+                kind = type(event)
+                if kind is h11.Data:
+                    self._deliver(ex, bytes(event.data))  # type: ignore[union-attr]
+                elif kind is h11.EndOfMessage:
+                    ex.trailers.extend_raw(event.headers.raw_items())  # type: ignore[union-attr]
+                    if conn.trailing_data[0]:
+                        ex.reusable = False
+                    self._complete(ex)
+                    return
+                else:
+                    return
+        except h11.RemoteProtocolError as exc:
+            self._fail(ex, RemoteProtocolError(f"malformed chunked body: {exc}"))
+
+    def _deliver(self, ex: Exchange, data: bytes) -> None:
+        if ex.draining:
+            return
+        buffer = ex.buffer
+        assert buffer is not None
+        buffer.feed(data)
+
+    # -- ends of an exchange ----------------------------------------------------------
+    def _complete(self, ex: Exchange) -> None:
+        ex.mode = DONE
+        if ex.drain_timer is not None:
+            ex.drain_timer.cancel()
+            ex.drain_timer = None
+        buffer = ex.buffer
+        if buffer is not None:
+            buffer.detach()
+            buffer.feed_eof()
+        if self.exchange is ex:
+            self.exchange = None
+        self._resume()
+        reusable = ex.reusable and ex.request_sent and not self.lost and not self.eof
+        self._on_exchange_done(ex, reusable)
+
+    def _fail(self, ex: Exchange, exc: BaseException) -> None:
+        if ex.mode == DONE:
+            return
+        ex.mode = DONE
+        ex.error = exc
+        for timer in (ex.head_timer, ex.drain_timer):
+            if timer is not None:
+                timer.cancel()
+        if not ex.head_waiter.done():
+            ex.head_waiter.set_exception(exc)
+        elif ex.buffer is not None:
+            ex.buffer.detach()
+            ex.buffer.feed_error(exc)
+        if self.exchange is ex:
+            self.exchange = None
+        self.close()
+        self._on_exchange_done(ex, False)
+
+    def fail(self, ex: Exchange, exc: BaseException) -> None:
+        """End the exchange with ``exc`` (used for local errors and cancellation)."""
+        self._fail(ex, exc)
+
+    def _lost_error(self, ex: Exchange, exc: Exception | None) -> Exception:
+        cause = f": {exc}" if exc is not None else ""
+        if ex.mode == HEAD:
+            if ex.received == 0:
+                message = "server closed the connection without sending a response" + cause
+                if ex.reused:
+                    return StaleConnection(message + " (it was a reused keep-alive connection)")
+                return ReadError(message) if exc is not None else RemoteProtocolError(message)
+            return RemoteProtocolError("server closed the connection in the middle of the response head" + cause)
+        if exc is not None:
+            return ReadError(f"connection lost while reading the response body{cause}")
+        if ex.mode == DIRECT:
+            assert ex.content_length is not None and ex.remaining is not None
+            got = ex.content_length - ex.remaining
+            return RemoteProtocolError(
+                f"server closed the connection after {got} of {ex.content_length} body bytes "
+                "(Content-Length); the body is incomplete"
+            )
+        return RemoteProtocolError(
+            "server closed the connection before the end of the chunked body "
+            "(the last chunk never came); the body is incomplete"
+        )
+
+    def _head_expired(self, ex: Exchange) -> None:
+        if not ex.head_waiter.done():
+            self._fail(ex, ReadTimeout(f"no response within {ex.read_timeout:g} s (read timeout)"))
+
+    def _drain_expired(self, ex: Exchange) -> None:
+        ex.drain_timer = None
+        if not ex.done:
+            ex.reusable = False
+            self._fail(ex, ReadTimeout("the rest of an early-closed body did not arrive in time"))
+
+    # -- read flow control ------------------------------------------------------------
+    def _pause_for(self, ex: Exchange) -> None:
+        if self.exchange is ex and not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_for(self, ex: Exchange) -> None:
+        if self.exchange is ex:
+            self._resume()
+
+    def _resume(self) -> None:
+        if self._reading_paused and self.transport is not None and not self.transport.is_closing():
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+
+def _expire_write(waiter: asyncio.Future[None], seconds: float) -> None:
+    if not waiter.done():
+        waiter.set_exception(WriteTimeout(f"the server accepted no request data for {seconds:g} s (write timeout)"))
+
+
+def serialize_head(ex: Exchange, method: str, target: str, headers: Headers) -> bytes:
+    """The request line and header block, through h11 (which validates them)."""
+    try:
+        return ex.h11.send(h11.Request(method=method, target=target, headers=headers.raw)) or b""
+    except h11.LocalProtocolError as exc:
+        raise LocalProtocolError(f"cannot send request: {exc}") from exc

@@ -1,0 +1,186 @@
+"""An ordered, case-insensitive multi-map of header fields.
+
+Fields are stored as raw bytes with the sender's case kept, so a proxy can pass
+them on unchanged; lookups are case-insensitive.  Repeated names are kept in
+order (``Set-Cookie`` stays intact); ``headers["name"]`` joins repeats with
+``", "`` and ``get_list()`` returns them one by one.
+
+Values given as ``str`` are encoded as Latin-1 when they can be (the historical
+header charset) and UTF-8 otherwise; values are decoded as Latin-1, which never
+fails and round-trips every byte.  Names and values that contain CR, LF or NUL are
+refused (RFC 9110 section 5.5): they would split or smuggle a header.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from typing import Union
+
+from ._exceptions import LocalProtocolError
+
+__all__ = ["Headers", "HeaderTypes", "encode_header_value"]
+
+HeaderKey = Union[str, bytes]
+HeaderTypes = Union[
+    "Headers",
+    Mapping[str, str],
+    Mapping[bytes, bytes],
+    Sequence[tuple[str, str]],
+    Sequence[tuple[bytes, bytes]],
+    None,
+]
+
+# RFC 9110 section 5.1: field-name = token.
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_BAD_VALUE = re.compile(rb"[\x00\r\n]")
+
+
+def _encode_name(name: HeaderKey) -> bytes:
+    raw = name.encode("latin-1") if isinstance(name, str) else bytes(name)
+    if not _TOKEN.match(raw):
+        raise LocalProtocolError(f"invalid header name {raw!r}")
+    return raw
+
+
+def encode_header_value(value: str | bytes | int) -> bytes:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value).encode("ascii")
+    if isinstance(value, str):
+        try:
+            raw = value.encode("latin-1")
+        except UnicodeEncodeError:
+            raw = value.encode("utf-8")
+    elif isinstance(value, (bytes, bytearray)):
+        raw = bytes(value)
+    else:
+        raise TypeError(f"header value must be str or bytes, not {type(value).__name__}")
+    if _BAD_VALUE.search(raw):
+        raise LocalProtocolError(f"header value contains CR, LF or NUL: {raw!r}")
+    return raw.strip(b" \t")
+
+
+def _key(name: HeaderKey) -> bytes:
+    return (name.encode("latin-1") if isinstance(name, str) else name).lower()
+
+
+class Headers(MutableMapping[str, str]):
+    """Ordered, case-insensitive header fields with repeats kept."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, headers: HeaderTypes = None) -> None:
+        self._items: list[tuple[bytes, bytes, bytes]] = []
+        if headers is None:
+            return
+        if isinstance(headers, Headers):
+            self._items = list(headers._items)
+            return
+        pairs: Iterable[tuple[HeaderKey, str | bytes]]
+        pairs = headers.items() if isinstance(headers, Mapping) else headers
+        for name, value in pairs:
+            self.add(name, value)
+
+    @classmethod
+    def from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
+        """Trusted fields straight from a parser (already validated)."""
+        new = cls.__new__(cls)
+        new._items = [(name, name.lower(), value) for name, value in raw]
+        return new
+
+    def extend_raw(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+        """Append trusted fields straight from a parser."""
+        self._items.extend((name, name.lower(), value) for name, value in raw)
+
+    # -- reading ---------------------------------------------------------------
+    def get_list(self, name: HeaderKey) -> list[str]:
+        key = _key(name)
+        return [v.decode("latin-1") for _, k, v in self._items if k == key]
+
+    def get_raw(self, name: HeaderKey) -> list[bytes]:
+        key = _key(name)
+        return [v for _, k, v in self._items if k == key]
+
+    def __getitem__(self, name: str) -> str:
+        values = self.get_list(name)
+        if not values:
+            raise KeyError(name)
+        return ", ".join(values)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, (str, bytes)):
+            return False
+        key = _key(name)
+        return any(k == key for _, k, _ in self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        seen: set[bytes] = set()
+        for raw, key, _ in self._items:
+            if key not in seen:
+                seen.add(key)
+                yield raw.decode("latin-1")
+
+    def __len__(self) -> int:
+        return len({k for _, k, _ in self._items})
+
+    def multi_items(self) -> list[tuple[str, str]]:
+        return [(r.decode("latin-1"), v.decode("latin-1")) for r, _, v in self._items]
+
+    @property
+    def raw(self) -> list[tuple[bytes, bytes]]:
+        """Fields as sent or received: (name with its case, value) in order."""
+        return [(r, v) for r, _, v in self._items]
+
+    # -- writing ---------------------------------------------------------------
+    def add(self, name: HeaderKey, value: str | bytes) -> None:
+        """Append a field, keeping any existing ones with the same name."""
+        raw = _encode_name(name)
+        self._items.append((raw, raw.lower(), encode_header_value(value)))
+
+    def __setitem__(self, name: str, value: str) -> None:
+        raw = _encode_name(name)
+        key = raw.lower()
+        encoded = encode_header_value(value)
+        for index, (_, k, _) in enumerate(self._items):
+            if k == key:
+                self._items[index] = (raw, key, encoded)
+                self._items = [item for i, item in enumerate(self._items) if i <= index or item[1] != key]
+                return
+        self._items.append((raw, key, encoded))
+
+    def setdefault_raw(self, name: bytes, value: bytes) -> None:
+        """Set a trusted field unless present (for defaults the library adds)."""
+        key = name.lower()
+        if not any(k == key for _, k, _ in self._items):
+            self._items.append((name, key, value))
+
+    def __delitem__(self, name: str) -> None:
+        key = _key(name)
+        before = len(self._items)
+        self._items = [item for item in self._items if item[1] != key]
+        if len(self._items) == before:
+            raise KeyError(name)
+
+    def update(self, other: HeaderTypes = None, /, **kwargs: str) -> None:  # type: ignore[override]
+        incoming = Headers(other)
+        for name in kwargs:
+            incoming[name] = kwargs[name]
+        keys = {k for _, k, _ in incoming._items}
+        self._items = [item for item in self._items if item[1] not in keys] + incoming._items
+
+    def copy(self) -> Headers:
+        return Headers(self)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Headers):
+            return sorted((k, v) for _, k, v in self._items) == sorted(
+                (k, v) for _, k, v in other._items
+            )
+        if isinstance(other, Mapping):
+            return self == Headers(other)  # type: ignore[arg-type]
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Headers({self.multi_items()!r})"

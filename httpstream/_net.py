@@ -1,0 +1,118 @@
+"""Opening connections: DNS, happy eyeballs, TCP, TLS with SNI, ALPN.
+
+``open_stream`` returns a connected transport and what ALPN picked, with a
+``Handoff`` protocol in place that keeps any bytes the server sent right after
+the handshake (an HTTP/2 server's SETTINGS, say) until the real protocol, chosen
+by ALPN, takes over with ``Handoff.hand_to(protocol)``.
+
+Errors come back as ``ConnectError`` / ``ConnectTimeout`` with a message that
+says what failed: DNS, refused, unreachable, or which TLS check (self-signed,
+expired, wrong host) refused the certificate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from dataclasses import dataclass
+
+from ._exceptions import ConnectError, ConnectTimeout
+
+__all__ = ["Handoff", "Connected", "open_stream"]
+
+HAPPY_EYEBALLS_DELAY = 0.25
+
+
+class Handoff(asyncio.Protocol):
+    """Holds a fresh connection's early bytes until the real protocol is chosen."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer: list[bytes] = []
+        self.eof = False
+        self.lost: tuple[Exception | None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer.append(data)
+
+    def eof_received(self) -> bool | None:
+        self.eof = True
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = (exc,)
+
+    def hand_to(self, protocol: asyncio.Protocol) -> None:
+        """Give the transport to ``protocol``, replaying what arrived meanwhile."""
+        transport = self.transport
+        assert transport is not None
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        for data in self.buffer:
+            protocol.data_received(data)
+        self.buffer = []
+        if self.eof:
+            protocol.eof_received()
+        if self.lost is not None:
+            protocol.connection_lost(self.lost[0])
+
+
+@dataclass(slots=True)
+class Connected:
+    transport: asyncio.Transport
+    handoff: Handoff
+    alpn: str | None
+    peer: tuple[str, int] | None
+
+
+async def open_stream(
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None,
+    server_hostname: str | None = None,
+    timeout: float | None,
+    local_address: str | None = None,
+) -> Connected:
+    """Connect over TCP (and TLS when ``ssl_context`` is given)."""
+    loop = asyncio.get_running_loop()
+    what = f"{host}:{port}"
+    try:
+        async with asyncio.timeout(timeout):
+            transport, handoff = await loop.create_connection(
+                Handoff,
+                host,
+                port,
+                ssl=ssl_context,
+                server_hostname=(server_hostname or host) if ssl_context else None,
+                happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
+                local_addr=(local_address, 0) if local_address else None,
+            )
+    except TimeoutError:
+        raise ConnectTimeout(f"connecting to {what} took longer than {timeout:g} s") from None
+    except ssl.SSLCertVerificationError as exc:
+        reason = exc.verify_message or exc.reason or str(exc)
+        raise ConnectError(f"TLS certificate of {what} refused: {reason}") from exc
+    except ssl.SSLError as exc:
+        raise ConnectError(f"TLS handshake with {what} failed: {exc.reason or exc}") from exc
+    except socket.gaierror as exc:
+        raise ConnectError(f"cannot resolve {host!r}: {exc.strerror}") from exc
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ConnectError(f"cannot connect to {what}: {reason}") from exc
+    assert isinstance(transport, asyncio.Transport)
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        # asyncio sets this already; say it here so nobody has to check.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    alpn = None
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is not None:
+        alpn = ssl_object.selected_alpn_protocol()
+    peer = transport.get_extra_info("peername")
+    return Connected(transport, handoff, alpn, peer[:2] if peer else None)

@@ -1,0 +1,318 @@
+"""The one body buffer, and the public stream objects around it.
+
+Theory of operation
+-------------------
+A protocol (``_h1``, ``_h2``, ``_h3``) pushes body bytes into a ``BodyBuffer`` as
+they arrive (``feed``), then ``feed_eof`` or ``feed_error``.  The caller pulls
+them out with ``await buffer.read()``.  Between the two sits a high/low water
+pair: when the unread bytes pass ``high_water`` the buffer calls ``pause`` (HTTP/1.1
+stops reading the socket) and when a read brings them to ``low_water`` or below it
+calls ``resume``.  ``on_consumed(n)`` is told of every byte handed to the caller
+(HTTP/2 and HTTP/3 turn it into flow-control credit).  A read that has to wait
+arms one ``call_later`` timer for the read timeout, cancelled on progress.
+
+The caller never holds the ``BodyBuffer`` itself but a ``ResponseStream`` around
+it.  Only the caller references the ``ResponseStream``, so when the caller drops
+it unclosed it is garbage collected, and its ``__del__`` warns (ResourceWarning)
+and releases the protocol stream the way the lifecycle table says (the protocol
+still references the buffer, so the buffer cannot be the thing that notices).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+
+from ._exceptions import ReadTimeout, StreamClosed, StreamConsumed
+
+__all__ = ["BodyBuffer", "ByteStream", "ResponseStream", "EmptyStream"]
+
+
+def _noop() -> None:
+    return None
+
+
+class BodyBuffer:
+    """Bytes pushed by a protocol, pulled by the caller, with water marks."""
+
+    __slots__ = (
+        "_loop",
+        "_chunks",
+        "size",
+        "high_water",
+        "low_water",
+        "_paused",
+        "_pause",
+        "_resume",
+        "on_consumed",
+        "eof",
+        "_error",
+        "_waiter",
+        "read_timeout",
+        "bytes_fed",
+    )
+
+    def __init__(
+        self,
+        *,
+        high_water: int = 1024 * 1024,
+        low_water: int = 256 * 1024,
+        read_timeout: float | None = None,
+        pause: Callable[[], None] = _noop,
+        resume: Callable[[], None] = _noop,
+        on_consumed: Callable[[int], None] | None = None,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._chunks: deque[bytes] = deque()
+        self.size = 0
+        self.high_water = high_water
+        self.low_water = low_water
+        self._paused = False
+        self._pause = pause
+        self._resume = resume
+        self.on_consumed = on_consumed
+        self.eof = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self.read_timeout = read_timeout
+        self.bytes_fed = 0
+
+    # -- producer side (the protocol) ---------------------------------------
+    def feed(self, data: bytes) -> None:
+        if not data or self.eof or self._error is not None:
+            return
+        self._chunks.append(data)
+        self.size += len(data)
+        self.bytes_fed += len(data)
+        if self.size > self.high_water and not self._paused:
+            self._paused = True
+            self._pause()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def feed_eof(self) -> None:
+        self.eof = True
+        self._wake()
+
+    def feed_error(self, exc: BaseException) -> None:
+        if self.eof or self._error is not None:
+            return
+        self._error = exc
+        self._wake()
+
+    def detach(self) -> None:
+        """The protocol is done with this buffer: no more pause/resume calls."""
+        self._pause = _noop
+        self._resume = _noop
+        self._paused = False
+
+    def discard(self) -> int:
+        """Drop what is buffered (the caller closed early); returns the count."""
+        dropped = self.size
+        self._chunks.clear()
+        self.size = 0
+        if dropped and self.on_consumed is not None:
+            self.on_consumed(dropped)
+        return dropped
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- consumer side (the caller) -------------------------------------------
+    @property
+    def at_eof(self) -> bool:
+        """True when every byte was fed and handed out."""
+        return self.eof and not self._chunks
+
+    async def read(self) -> bytes:
+        """The next chunk as it arrived, or b"" at the end of the body."""
+        while not self._chunks:
+            if self._error is not None:
+                raise self._error
+            if self.eof:
+                return b""
+            await self._wait()
+        data = self._chunks.popleft()
+        self._consumed(len(data))
+        return data
+
+    def read_nowait(self) -> bytes | None:
+        """A chunk if one is buffered, b"" at the end, None if a read must wait."""
+        if self._chunks:
+            data = self._chunks.popleft()
+            self._consumed(len(data))
+            return data
+        if self._error is not None:
+            raise self._error
+        return b"" if self.eof else None
+
+    def _consumed(self, count: int) -> None:
+        self.size -= count
+        if self._paused and self.size <= self.low_water:
+            self._paused = False
+            self._resume()
+        if self.on_consumed is not None:
+            self.on_consumed(count)
+
+    async def _wait(self) -> None:
+        waiter = self._loop.create_future()
+        self._waiter = waiter
+        timer = None
+        if self.read_timeout is not None:
+            timer = self._loop.call_later(self.read_timeout, _expire, waiter, self.read_timeout)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+
+def _expire(waiter: asyncio.Future[None], seconds: float) -> None:
+    if not waiter.done():
+        waiter.set_exception(ReadTimeout(f"no data received for {seconds:g} s (read timeout)"))
+
+
+class ResponseStream(AsyncIterator[bytes]):
+    """The raw (undecoded) body of a response: iterate it, then ``aclose()``.
+
+    ``release(completed)`` is the protocol's release rule; it runs exactly once,
+    from ``aclose()``, from the end of iteration or (with a ResourceWarning) from
+    garbage collection of a stream nobody closed.
+    """
+
+    __slots__ = ("_buffer", "_release", "_closed", "_started", "__weakref__")
+
+    def __init__(self, buffer: BodyBuffer, release: Callable[[], None]) -> None:
+        self._buffer = buffer
+        self._release: Callable[[], None] | None = release
+        self._closed = False
+        self._started = False
+
+    @property
+    def buffer(self) -> BodyBuffer:
+        return self._buffer
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def __aiter__(self) -> ResponseStream:
+        if self._closed:
+            raise StreamClosed()
+        if self._started:
+            raise StreamConsumed()
+        self._started = True
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._closed:
+            raise StopAsyncIteration
+        buffer = self._buffer
+        data = buffer.read_nowait()
+        if data is None:
+            try:
+                data = await buffer.read()
+            except BaseException:
+                self._do_release()
+                raise
+        if data:
+            return data
+        self._do_release()
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        self._do_release()
+
+    def close(self) -> None:
+        """Synchronous release, for callers outside a coroutine."""
+        self._do_release()
+
+    def _do_release(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def __del__(self) -> None:
+        if self._closed or self._release is None:
+            return
+        release = self._release
+        self._closed = True
+        self._release = None
+        # Garbage collection can run in the middle of pool bookkeeping; run the
+        # release from the event loop instead of from here.
+        loop = self._buffer._loop
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(release)
+        warnings.warn(
+            "a response body was never closed; use 'async with client.stream(...)' "
+            "or call 'await response.aclose()'",
+            ResourceWarning,
+            source=self,
+            stacklevel=2,
+        )
+
+
+class ByteStream(AsyncIterator[bytes]):
+    """A finished body held in memory (buffered responses, tests, adapters)."""
+
+    __slots__ = ("_data", "_done")
+
+    def __init__(self, data: bytes = b"") -> None:
+        self._data = data
+        self._done = False
+
+    def __aiter__(self) -> ByteStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._done or not self._data:
+            self._done = True
+            raise StopAsyncIteration
+        self._done = True
+        return self._data
+
+    async def aclose(self) -> None:
+        self._done = True
+
+
+EmptyStream = ByteStream
+
+
+async def aiter_chunks(stream: AsyncIterable[bytes], chunk_size: int) -> AsyncIterator[bytes]:
+    """Re-cut a byte stream into pieces of exactly ``chunk_size`` (the last may be short).
+
+    Whole-sized pieces of an incoming chunk are sliced out directly; only the
+    pieces that straddle two incoming chunks go through a small carry buffer.
+    """
+    if chunk_size <= 0:
+        raise ValueError("chunk_size must be positive")
+    pending = bytearray()
+    async for data in stream:
+        size = len(data)
+        offset = 0
+        if pending:
+            offset = chunk_size - len(pending)
+            pending += memoryview(data)[:offset]
+            if len(pending) < chunk_size:
+                continue
+            yield bytes(pending)
+            pending.clear()
+        if offset == 0 and size == chunk_size:
+            yield data
+            continue
+        while size - offset >= chunk_size:
+            yield data[offset : offset + chunk_size]
+            offset += chunk_size
+        if offset < size:
+            pending += memoryview(data)[offset:]
+    if pending:
+        yield bytes(pending)

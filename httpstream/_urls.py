@@ -1,0 +1,219 @@
+"""URLs and origins.
+
+A ``URL`` is parsed once and keeps what goes on the wire: the scheme, the host in
+ASCII (IDNA 2008 with UTS46 mapping, so ``bücher.example`` becomes
+``xn--bcher-kva.example`` for DNS, the Host header and SNI), the port and the
+request target (path and query, percent-encoded).  Anything that could split a
+request line or a header (CR, LF, NUL, space, other controls) is refused.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple, Union
+from urllib.parse import quote, urlencode, urljoin, urlsplit
+
+import idna
+
+from ._exceptions import InvalidURL
+
+__all__ = ["URL", "Origin", "QueryParamTypes", "merge_params"]
+
+DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+_HOST_OK = re.compile(r"^[a-z0-9.\-_]+$")
+# RFC 3986 section 3.3: pchar plus "/" and "%" (keep existing escapes as they are).
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_QUERY_SAFE = _PATH_SAFE + "?"
+
+PrimitiveData = Union[str, int, float, bool, None]
+QueryParamTypes = Union[
+    Mapping[str, Union[PrimitiveData, Sequence[PrimitiveData]]],
+    Sequence[tuple[str, PrimitiveData]],
+    str,
+    None,
+]
+
+
+class Origin(NamedTuple):
+    scheme: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+def _encode_host(host: str, url: str) -> str:
+    if not host:
+        raise InvalidURL(f"URL has no host: {url!r}")
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise InvalidURL(f"invalid IPv6 host in URL {url!r}")
+        try:
+            return str(ipaddress.IPv6Address(host[1:-1]))
+        except ValueError as exc:
+            raise InvalidURL(f"invalid IPv6 host in URL {url!r}: {exc}") from None
+    if host.isascii():
+        lowered = host.lower()
+        if _HOST_OK.match(lowered):
+            return lowered
+        if not lowered.startswith("xn--") and "%" not in lowered:
+            raise InvalidURL(f"invalid character in host {host!r} of URL {url!r}")
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise InvalidURL(f"invalid host {host!r} in URL {url!r}: {exc}") from None
+
+
+class URL:
+    """A parsed absolute URL (or a relative reference, before joining)."""
+
+    __slots__ = ("scheme", "userinfo", "host", "port", "path", "query", "fragment", "_str")
+
+    def __init__(self, url: str | URL) -> None:
+        if isinstance(url, URL):
+            for name in URL.__slots__:
+                setattr(self, name, getattr(url, name))
+            return
+        if not isinstance(url, str):
+            raise TypeError(f"URL must be str or URL, not {type(url).__name__}")
+        if _CONTROL.search(url.strip(" ")):
+            raise InvalidURL(f"URL contains a control character or whitespace: {url!r}")
+        try:
+            parts = urlsplit(url.strip(" "))
+            port = parts.port
+        except ValueError as exc:
+            raise InvalidURL(f"invalid URL {url!r}: {exc}") from None
+        self.scheme = parts.scheme.lower()
+        netloc = parts.netloc
+        self.userinfo = netloc.rpartition("@")[0] if "@" in netloc else ""
+        hostport = netloc.rpartition("@")[2]
+        if hostport.startswith("["):
+            host = hostport[: hostport.find("]") + 1]
+        else:
+            host = hostport.rpartition(":")[0] if ":" in hostport else hostport
+        self.host = _encode_host(host, url) if netloc else ""
+        self.port = port
+        self.path = quote(parts.path, safe=_PATH_SAFE)
+        self.query = quote(parts.query, safe=_QUERY_SAFE)
+        self.fragment = parts.fragment
+        self._str: str | None = None
+
+    # -- what the wire needs -------------------------------------------------
+    @property
+    def is_absolute(self) -> bool:
+        return bool(self.scheme and self.host)
+
+    @property
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        try:
+            return DEFAULT_PORTS[self.scheme]
+        except KeyError:
+            raise InvalidURL(f"no default port for scheme {self.scheme!r} in {self}") from None
+
+    @property
+    def origin(self) -> Origin:
+        return Origin(self.scheme, self.host, self.effective_port)
+
+    @property
+    def target(self) -> str:
+        """The request target in origin-form: path and query."""
+        path = self.path or "/"
+        return f"{path}?{self.query}" if self.query else path
+
+    @property
+    def netloc(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.port is not None and self.port != DEFAULT_PORTS.get(self.scheme):
+            return f"{host}:{self.port}"
+        return host
+
+    # -- building new URLs -----------------------------------------------------
+    def join(self, other: str | URL) -> URL:
+        """Resolve a reference against this URL (RFC 3986 section 5)."""
+        return URL(urljoin(str(self), str(other)))
+
+    def copy_with(self, *, query: str | None = None, fragment: str | None = None) -> URL:
+        new = URL(self)
+        if query is not None:
+            new.query = quote(query, safe=_QUERY_SAFE)
+        if fragment is not None:
+            new.fragment = fragment
+        new._str = None
+        return new
+
+    def copy_merge_params(self, params: QueryParamTypes) -> URL:
+        if not params:
+            return self
+        return self.copy_with(query=merge_params(self.query, params))
+
+    def __str__(self) -> str:
+        if self._str is None:
+            text = f"{self.scheme}://" if self.scheme else ""
+            if self.host or self.scheme:
+                if self.userinfo:
+                    text += self.userinfo + "@"
+                text += self.netloc
+            text += self.path or ("/" if self.host else "")
+            if self.query:
+                text += "?" + self.query
+            if self.fragment:
+                text += "#" + self.fragment
+            self._str = text
+        return self._str
+
+    def __repr__(self) -> str:
+        return f"URL({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (URL, str)):
+            return str(self) == str(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+
+def _param_pairs(params: QueryParamTypes) -> list[tuple[str, str]]:
+    if params is None:
+        return []
+    items: Iterable[tuple[str, object]]
+    if isinstance(params, str):
+        from urllib.parse import parse_qsl
+
+        return parse_qsl(params, keep_blank_values=True)
+    if isinstance(params, Mapping):
+        flat: list[tuple[str, object]] = []
+        for key, value in params.items():
+            if isinstance(value, (list, tuple)):
+                flat.extend((key, v) for v in value)
+            else:
+                flat.append((key, value))
+        items = flat
+    else:
+        items = params
+    return [(str(k), _primitive(v)) for k, v in items]
+
+
+def _primitive(value: object) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return ""
+    return str(value)
+
+
+def merge_params(query: str, params: QueryParamTypes) -> str:
+    """Append ``params`` to an existing (encoded) query string."""
+    extra = urlencode(_param_pairs(params))
+    if not extra:
+        return query
+    return f"{query}&{extra}" if query else extra
