@@ -18,7 +18,6 @@ from ._config import (
     DEFAULT_TIMEOUT,
     CertTypes,
     Limits,
-    Timeout,
     TimeoutTypes,
     VerifyTypes,
     to_timeout,

@@ -74,7 +74,7 @@ class Limits:
     max_keepalive_connections: int | None = 20
     keepalive_expiry: float | None = 5.0
     max_drain_bytes: int = 64 * 1024
-    drain_timeout: float = 2.0
+    drain_timeout: float = 0.5
     max_header_bytes: int = 64 * 1024
     max_header_count: int = 256
     max_informational_responses: int = 16

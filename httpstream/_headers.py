@@ -108,8 +108,9 @@ class Headers(MutableMapping[str, str]):
         return ", ".join(values)
 
     def __contains__(self, name: object) -> bool:
-        if not isinstance(name, (str, bytes)):
-            return False
+        return isinstance(name, (str, bytes)) and self.has(name)
+
+    def has(self, name: HeaderKey) -> bool:
         key = _key(name)
         return any(k == key for _, k, _ in self._items)
 
@@ -177,7 +178,7 @@ class Headers(MutableMapping[str, str]):
                 (k, v) for _, k, v in other._items
             )
         if isinstance(other, Mapping):
-            return self == Headers(other)  # type: ignore[arg-type]
+            return self == Headers(other)
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]

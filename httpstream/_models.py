@@ -94,9 +94,9 @@ class Request:
                 headers.setdefault_raw(b"Content-Length", b"0")
         elif isinstance(content, (bytes, bytearray, memoryview)):
             self.content = bytes(content)
-            if b"transfer-encoding" not in headers:
+            if not headers.has(b"transfer-encoding"):
                 headers.setdefault_raw(b"Content-Length", str(len(content)).encode("ascii"))
-        elif b"content-length" not in headers:
+        elif not headers.has(b"content-length"):
             headers.setdefault_raw(b"Transfer-Encoding", b"chunked")
 
     @property
@@ -176,12 +176,18 @@ class Response:
 
     @property
     def content_length(self) -> int | None:
-        """The body length announced up front, or None (chunked, close-delimited)."""
-        if b"transfer-encoding" in self.headers:
+        """The body length known up front, or None (chunked, close-delimited).
+
+        0 for responses that never have a body (HEAD, 204, 304), whatever their
+        Content-Length header says about the resource.
+        """
+        if self._no_body():
+            return 0
+        if self.headers.has(b"transfer-encoding"):
             return None
         values = self.headers.get_raw(b"content-length")
         if not values:
-            return 0 if self._no_body() else None
+            return None
         try:
             return int(values[0])
         except ValueError:

@@ -214,8 +214,15 @@ class ConnectionPool:
                 retried = True
 
     # -- bookkeeping (synchronous) -------------------------------------------------
-    def _assign(self, origin: Origin, key: Key) -> Slot | None:
-        """An idle usable connection of ``key``, a new CONNECTING slot, or None."""
+    def _assign(self, origin: Origin, key: Key, ahead: int | None = None) -> Slot | None:
+        """An idle usable connection of ``key``, a new CONNECTING slot, or None.
+
+        ``ahead`` is how many queued requests for ``key`` come first (None: all
+        of them, for a request not queued yet).  A connection that is DRAINING
+        will be idle within ``Limits.drain_timeout`` (usually within one round
+        trip), so as many requests as there are draining connections wait for
+        them instead of opening new ones.
+        """
         if self._closed:
             raise PoolClosed("the connection pool was closed")
         now = time.monotonic()
@@ -225,10 +232,16 @@ class ConnectionPool:
                 assert isinstance(slot, HTTP11Connection)
                 if not slot.is_usable() or (expiry is not None and now - slot.idle_since >= expiry):
                     self._discard(slot)
-                    return self._assign(origin, key)
+                    return self._assign(origin, key, ahead)
                 self._cancel_expiry(slot)
                 slot.reserve()
                 return slot
+        draining = sum(1 for s in self._slots if s.key == key and s.state == "draining")
+        if draining:
+            if ahead is None:
+                ahead = sum(1 for w in self._waiters if w.key == key and not w.future.done())
+            if draining > ahead:
+                return None
         limits = self._limits
         per_host = limits.max_connections_per_host
         if per_host is not None and sum(1 for s in self._slots if s.key == key) >= per_host:
@@ -294,12 +307,14 @@ class ConnectionPool:
         """Serve queued requests, in order, from what is free now."""
         if not self._waiters or self._closed:
             return
+        ahead: dict[Key, int] = {}
         for waiter in list(self._waiters):
             if waiter.future.done():
                 self._waiters.remove(waiter)
                 continue
-            slot = self._assign(waiter.origin, waiter.key)
+            slot = self._assign(waiter.origin, waiter.key, ahead.get(waiter.key, 0))
             if slot is None:
+                ahead[waiter.key] = ahead.get(waiter.key, 0) + 1
                 continue
             self._waiters.remove(waiter)
             if waiter.timer is not None:

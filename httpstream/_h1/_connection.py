@@ -165,7 +165,7 @@ class HTTP11Connection:
         proto = self.protocol
         content = request.content
         assert content is not None and not isinstance(content, bytes)
-        chunked = b"transfer-encoding" in request.headers
+        chunked = request.headers.has(b"transfer-encoding")
         declared = None if chunked else int(request.headers.get_raw(b"content-length")[0])
         sent = 0
         async for chunk in content:

@@ -292,12 +292,12 @@ class H1Protocol(asyncio.Protocol):
         for value in headers.get_raw(b"connection"):
             if b"close" in value.lower():
                 ex.reusable = False
-        has_te = b"transfer-encoding" in headers
+        has_te = headers.has(b"transfer-encoding")
         length_values = headers.get_raw(b"content-length")
         no_body = ex.method == "HEAD" or status in (204, 304)
         content_length: int | None
         if no_body:
-            content_length = 0 if not length_values or ex.method == "HEAD" else 0
+            content_length = 0
         elif has_te:
             content_length = None
             if length_values:

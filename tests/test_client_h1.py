@@ -1,0 +1,236 @@
+"""The client over HTTP/1.1 against hypercorn (plain and TLS)."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+
+import pytest
+
+import httpstream
+
+from .servers import HypercornServer, pattern
+
+
+async def test_get_reads_body(server: HypercornServer) -> None:
+    async with httpstream.AsyncClient() as client:
+        r = await client.get(server.url("/hello"))
+    assert r.status_code == 200
+    assert r.reason_phrase == "OK"
+    assert r.http_version == "HTTP/1.1"
+    assert r.content == b"hello world\n"
+    assert r.text == "hello world\n"
+    assert r.content_length == 12
+    assert r.headers["Content-Type"] == "text/plain"
+    assert r.is_closed
+    assert r.is_stream_consumed
+    assert r.url == server.url("/hello")
+
+
+async def test_stream_hands_over_at_head_and_counts_lengths(server: HypercornServer) -> None:
+    async with httpstream.AsyncClient() as client:
+        async with client.stream("GET", server.url("/bytes/300000")) as r:
+            assert r.content_length == 300000
+            assert not r.is_stream_consumed
+            sizes = [len(c) async for c in r.aiter_bytes(65536)]
+        assert sizes == [65536] * 4 + [300000 - 4 * 65536]
+        async with client.stream("GET", server.url("/chunked/100000")) as r:
+            assert r.content_length is None
+            body = b"".join([c async for c in r.aiter_raw()])
+        assert body == pattern(100000)
+
+
+async def test_module_helpers(server: HypercornServer) -> None:
+    r = await httpstream.get(server.url("/hello"))
+    assert r.content == b"hello world\n"
+    async with httpstream.stream("GET", server.url("/bytes/1000")) as r:
+        assert await r.aread() == pattern(1000)
+    r = await httpstream.post(server.url("/echo"), json={"x": [1, 2]})
+    assert r.json()["body"] == '{"x":[1,2]}'
+
+
+async def test_methods_params_headers_json(server: HypercornServer) -> None:
+    async with httpstream.AsyncClient(base_url=server.url("/"), params={"a": "1"}, headers={"X-Client": "c"}) as client:
+        for method in ("get", "delete", "options"):
+            r = await getattr(client, method)("echo", params={"b": "two words"}, headers={"X-Req": "r"})
+            info = r.json()
+            assert info["method"] == method.upper()
+            assert info["query"] == "a=1&b=two+words"
+            names = {k: v for k, v in info["headers"]}
+            assert names["x-client"] == "c"
+            assert names["x-req"] == "r"
+            assert names["host"] == f"127.0.0.1:{server.port}"
+        for method in ("post", "put", "patch"):
+            r = await getattr(client, method)("echo", json={"k": "v"})
+            info = r.json()
+            assert info["method"] == method.upper()
+            assert info["body"] == '{"k":"v"}'
+            assert ["content-type", "application/json"] in info["headers"]
+        r = await client.head("hello")
+        assert r.content == b""
+        assert r.content_length == 0
+        assert r.headers["content-length"] == "12"
+
+
+async def test_upload_bytes_and_async_iterator(server: HypercornServer) -> None:
+    size = 3 * 1024 * 1024 + 17
+
+    async def body() -> AsyncIterator[bytes]:
+        sent = 0
+        while sent < size:
+            piece = min(100_000, size - sent)
+            yield pattern(piece, sent)
+            sent += piece
+
+    async with httpstream.AsyncClient() as client:
+        r = await client.post(server.url("/upload"), content=pattern(size))
+        assert r.json() == {"received": size, "pattern_ok": True}
+        r = await client.post(server.url("/upload"), content=body())  # chunked
+        assert r.json() == {"received": size, "pattern_ok": True}
+        r = await client.post(server.url("/upload"), content=body(), headers={"Content-Length": str(size)})
+        assert r.json() == {"received": size, "pattern_ok": True}
+        r = await client.post(server.url("/echo"), content=body())
+        assert ["transfer-encoding", "chunked"] in r.json()["headers"]
+    assert server.app.connections == 1
+
+
+async def test_upload_length_mismatch_is_refused(server: HypercornServer) -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield b"12345"
+
+    async with httpstream.AsyncClient() as client:
+        with pytest.raises(httpstream.LocalProtocolError, match="Content-Length"):
+            await client.post(server.url("/upload"), content=body(), headers={"Content-Length": "10"})
+        with pytest.raises(httpstream.LocalProtocolError, match="longer than its Content-Length"):
+            await client.post(server.url("/upload"), content=body(), headers={"Content-Length": "2"})
+        assert client.transport.stats().in_use == 0  # type: ignore[attr-defined]
+
+
+async def test_text_and_lines(server: HypercornServer) -> None:
+    async with httpstream.AsyncClient() as client:
+        async with client.stream("GET", server.url("/lines/500")) as r:
+            lines = [line async for line in r.aiter_lines()]
+        assert lines == [f"line {i}" for i in range(500)]
+        async with client.stream("GET", server.url("/lines/10")) as r:
+            text = "".join([t async for t in r.aiter_text()])
+        assert text.count("line") == 10
+
+
+async def test_stream_consumed_and_closed(server: HypercornServer) -> None:
+    async with httpstream.AsyncClient() as client:
+        async with client.stream("GET", server.url("/bytes/10")) as r:
+            assert await r.aread() == pattern(10)
+            assert await r.aread() == pattern(10)  # aread is idempotent
+        async with client.stream("GET", server.url("/bytes/10")) as r:
+            async for _ in r.aiter_raw():
+                pass
+            with pytest.raises(httpstream.StreamConsumed):
+                async for _ in r.aiter_raw():
+                    pass
+        async with client.stream("GET", server.url("/bytes/10")) as r:
+            await r.aclose()
+            assert r.is_closed
+            with pytest.raises(httpstream.StreamClosed):
+                async for _ in r.aiter_bytes():
+                    pass
+        with pytest.raises(RuntimeError, match="aread"):
+            _ = r.content
+
+
+async def test_raise_for_status(server: HypercornServer) -> None:
+    async with httpstream.AsyncClient() as client:
+        r = await client.get(server.url("/status/404"))
+        with pytest.raises(httpstream.HTTPStatusError, match="404") as info:
+            r.raise_for_status()
+        assert info.value.response is r
+        assert (await client.get(server.url("/status/204"))).raise_for_status().status_code == 204
+
+
+async def test_redirects(server: HypercornServer) -> None:
+    async with httpstream.AsyncClient(follow_redirects=True, max_redirects=5) as client:
+        r = await client.post(server.url("/redirect/3"), content=b"data")
+        assert r.status_code == 200
+        assert r.json()["method"] == "GET"  # 302 after POST becomes GET
+        assert [h.status_code for h in r.history] == [302, 302, 302]
+        r = await client.post(server.url("/redirect/2?status=307"), content=b"data")
+        assert r.json()["method"] == "POST"
+        assert r.json()["body"] == "data"
+        with pytest.raises(httpstream.TooManyRedirects):
+            await client.get(server.url("/redirect/9"))
+        r = await client.get(server.url("/redirect/1"), follow_redirects=False)
+        assert r.status_code == 302
+    assert server.app.connections == 1  # redirect bodies were drained, not leaked
+
+
+async def test_tls_with_trustme_ca(tls_server: HypercornServer, cert_files: dict[str, str]) -> None:
+    async with httpstream.AsyncClient(verify=cert_files["ca"]) as client:
+        r = await client.get(tls_server.url("/hello"))
+        assert r.content == b"hello world\n"
+        r = await client.get(tls_server.url("/hello").replace("127.0.0.1", "localhost"))
+        assert r.status_code == 200
+    ctx = ssl.create_default_context(cafile=cert_files["ca"])
+    async with httpstream.AsyncClient(verify=ctx) as client:
+        assert (await client.get(tls_server.url("/hello"))).status_code == 200
+    assert tls_server.app.connections == 3
+
+
+async def test_tls_verification_is_on_by_default(tls_server: HypercornServer) -> None:
+    async with httpstream.AsyncClient() as client:
+        with pytest.raises(httpstream.ConnectError, match="certificate"):
+            await client.get(tls_server.url("/hello"))
+        assert client.transport.stats().connections == 0  # type: ignore[attr-defined]
+    async with httpstream.AsyncClient(verify=False) as client:
+        assert (await client.get(tls_server.url("/hello"))).status_code == 200
+
+
+async def test_tls_wrong_host_is_refused(ca: object, tmp_path: object) -> None:
+    import trustme
+
+    from .servers import App
+
+    assert isinstance(ca, trustme.CA)
+    import pathlib
+
+    base = pathlib.Path(str(tmp_path))
+    cert = ca.issue_cert("other.example")
+    cert.private_key_pem.write_to_path(str(base / "k.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(base / "c.pem"))
+    ca.cert_pem.write_to_path(str(base / "ca.pem"))
+    server = HypercornServer(App(), certfile=str(base / "c.pem"), keyfile=str(base / "k.pem"))
+    server.start()
+    try:
+        async with httpstream.AsyncClient(verify=str(base / "ca.pem")) as client:
+            with pytest.raises(httpstream.ConnectError, match="(?i)hostname|IP address mismatch"):
+                await client.get(server.url("/hello"))
+    finally:
+        server.stop()
+
+
+async def test_timeouts_raise_their_own_exception(server: HypercornServer) -> None:
+    async with httpstream.AsyncClient(timeout=httpstream.Timeout(read=0.3)) as client:
+        with pytest.raises(httpstream.ReadTimeout, match="read timeout"):
+            await client.get(server.url("/slow/5"))
+        async with client.stream("GET", server.url("/stall")) as r:
+            with pytest.raises(httpstream.ReadTimeout):
+                async for _ in r.aiter_raw():
+                    pass
+        assert client.transport.stats().in_use == 0  # type: ignore[attr-defined]
+        r = await client.get(server.url("/hello"), timeout=5.0)
+        assert r.status_code == 200
+
+
+async def test_connect_error_and_unsupported_scheme() -> None:
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now
+    async with httpstream.AsyncClient() as client:
+        with pytest.raises(httpstream.ConnectError, match="cannot connect"):
+            await client.get(f"http://127.0.0.1:{port}/")
+        with pytest.raises(httpstream.LocalProtocolError, match="scheme"):
+            await client.get("ftp://127.0.0.1/")
+        with pytest.raises(httpstream.InvalidURL):
+            await client.get("http://exa mple.com/")
+        assert client.transport.stats().connections == 0  # type: ignore[attr-defined]
