@@ -21,6 +21,7 @@ from urllib.parse import parse_qs
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+SERVER_PORTS: set[int] = set()  # ports of servers running in this process (see conftest)
 BLOCK = bytes(range(256)) * 256  # 64 KiB of a known pattern
 
 
@@ -215,6 +216,7 @@ class HypercornServer:
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         sock.close()
+        SERVER_PORTS.add(self.port)
         config = Config()
         config.bind = [f"127.0.0.1:{self.port}"]
         config.keep_alive_timeout = 30
@@ -291,8 +293,8 @@ class FaultServer:
         self._tasks.add(task)  # type: ignore[arg-type]
         try:
             await self._handler(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, asyncio.CancelledError):
+            pass  # cancelled by __aexit__, or the client went away: both are normal here
         finally:
             self._tasks.discard(task)  # type: ignore[arg-type]
             self._writers.discard(writer)

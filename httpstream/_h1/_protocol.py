@@ -275,6 +275,17 @@ class H1Protocol(asyncio.Protocol):
             self._fail(ex, exc)
             return
         assert isinstance(event, h11.Response)
+        # h11 caps only a head that is still incomplete; cap a complete one too.
+        head_size = ex.received - len(conn.trailing_data[0])
+        if head_size > self._limits.max_header_bytes:
+            self._fail(
+                ex,
+                RemoteProtocolError(
+                    f"response head of {head_size} bytes is larger than the limit of "
+                    f"{self._limits.max_header_bytes} bytes"
+                ),
+            )
+            return
         raw = event.headers.raw_items()
         if len(raw) > self._limits.max_header_count:
             self._fail(
