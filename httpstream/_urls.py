@@ -69,6 +69,12 @@ def _encode_host(host: str, url: str) -> str:
         raise InvalidURL(f"invalid host {host!r} in URL {url!r}: {exc}") from None
 
 
+# Parsing (urlsplit, IDNA, quoting) costs more than a request's own bookkeeping;
+# programs ask for the same URLs again and again, so results are remembered.
+_PARSED: dict[str, tuple[str, str, str, int | None, str, str, str]] = {}
+_PARSED_MAX = 1024
+
+
 class URL:
     """A parsed absolute URL (or a relative reference, before joining)."""
 
@@ -81,6 +87,11 @@ class URL:
             return
         if not isinstance(url, str):
             raise TypeError(f"URL must be str or URL, not {type(url).__name__}")
+        cached = _PARSED.get(url)
+        if cached is not None:
+            (self.scheme, self.userinfo, self.host, self.port, self.path, self.query, self.fragment) = cached
+            self._str = None
+            return
         if _CONTROL.search(url.strip(" ")):
             raise InvalidURL(f"URL contains a control character or whitespace: {url!r}")
         try:
@@ -102,6 +113,9 @@ class URL:
         self.query = quote(parts.query, safe=_QUERY_SAFE)
         self.fragment = parts.fragment
         self._str: str | None = None
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[url] = (self.scheme, self.userinfo, self.host, self.port, self.path, self.query, self.fragment)
 
     # -- what the wire needs -------------------------------------------------
     @property

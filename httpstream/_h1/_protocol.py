@@ -498,9 +498,34 @@ def _expire_write(waiter: asyncio.Future[None], seconds: float) -> None:
         waiter.set_exception(WriteTimeout(f"the server accepted no request data for {seconds:g} s (write timeout)"))
 
 
+# h11 must see a request go out before it will parse a response, and needs its
+# method (HEAD and CONNECT change the response framing).  The head itself is
+# serialized by us from already-validated parts, so h11 is shown a minimal
+# request, built once per method.
+_PRIMERS: dict[str, h11.Request] = {}
+
+
+def _primer(method: str) -> h11.Request:
+    event = _PRIMERS.get(method)
+    if event is None:
+        event = h11.Request(method=method, target="/", headers=[("Host", "h")])
+        if len(_PRIMERS) < 64:
+            _PRIMERS[method] = event
+    return event
+
+
 def serialize_head(ex: Exchange, method: str, target: str, headers: Headers) -> bytes:
-    """The request line and header block, through h11 (which validates them)."""
+    """The request line and header block (RFC 9112 sections 3 and 5).
+
+    Method, target and every header were validated when the Request was built
+    (token method, no control characters in the target, no CR/LF/NUL in fields).
+    """
     try:
-        return ex.h11.send(h11.Request(method=method, target=target, headers=headers.raw)) or b""
+        ex.h11.send(_primer(method))
     except h11.LocalProtocolError as exc:
         raise LocalProtocolError(f"cannot send request: {exc}") from exc
+    lines = [f"{method} {target} HTTP/1.1\r\n".encode("ascii")]
+    for name, value in headers.raw:
+        lines.append(name + b": " + value + b"\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines)
