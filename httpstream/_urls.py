@@ -22,7 +22,7 @@ from ._exceptions import InvalidURL
 __all__ = ["URL", "Origin", "QueryParamTypes", "merge_params"]
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
-_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # spaces are percent-encoded, controls refused
 _HOST_OK = re.compile(r"^[a-z0-9.\-_]+$")
 # RFC 3986 section 3.3: pchar plus "/" and "%" (keep existing escapes as they are).
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
@@ -93,7 +93,7 @@ class URL:
             self._str = None
             return
         if _CONTROL.search(url.strip(" ")):
-            raise InvalidURL(f"URL contains a control character or whitespace: {url!r}")
+            raise InvalidURL(f"URL contains a control character (CR, LF, NUL...): {url!r}")
         try:
             parts = urlsplit(url.strip(" "))
             port = parts.port

@@ -234,3 +234,32 @@ async def test_connect_error_and_unsupported_scheme() -> None:
         with pytest.raises(httpstream.InvalidURL):
             await client.get("http://exa mple.com/")
         assert client.transport.stats().connections == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("family_host", ["127.0.0.1", "::1"])
+async def test_localhost_connects_over_either_family(family_host: str) -> None:
+    """Happy eyeballs: 'localhost' reaches a server bound to only one of ::1 / 127.0.0.1."""
+    import asyncio
+    import socket
+
+    if family_host == "::1" and not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    try:
+        server = await asyncio.start_server(handler, family_host, 0)
+    except OSError:
+        pytest.skip(f"cannot bind {family_host} here")
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with httpstream.AsyncClient() as client:
+            r = await client.get(f"http://localhost:{port}/")
+            assert r.content == b"ok"
+    finally:
+        server.close()
+        await server.wait_closed()
