@@ -134,6 +134,7 @@ class ConnectionPool:
         self._slots: list[Slot] = []
         self._waiters: deque[_Waiter] = deque()
         self._closed = False
+        self._sweeper: asyncio.TimerHandle | None = None
         self.connects = 0  # connections opened so far (for tests and the demo)
 
     # -- public ------------------------------------------------------------------
@@ -175,6 +176,9 @@ class ConnectionPool:
     async def aclose(self) -> None:
         """Close every connection and fail queued requests with ``PoolClosed``."""
         self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         waiters, self._waiters = self._waiters, deque()
         for waiter in waiters:
             if waiter.timer is not None:
@@ -184,7 +188,6 @@ class ConnectionPool:
         slots, self._slots = self._slots, []
         for slot in slots:
             if isinstance(slot, HTTP11Connection):
-                self._cancel_expiry(slot)
                 slot.close()
         # Let the transports run their close callbacks before the loop moves on.
         await asyncio.sleep(0)
@@ -233,7 +236,6 @@ class ConnectionPool:
                 if not slot.is_usable() or (expiry is not None and now - slot.idle_since >= expiry):
                     self._discard(slot)
                     return self._assign(origin, key, ahead)
-                self._cancel_expiry(slot)
                 slot.reserve()
                 return slot
         draining = sum(1 for s in self._slots if s.key == key and s.state == "draining")
@@ -258,7 +260,6 @@ class ConnectionPool:
         return slot_new
 
     def _discard(self, conn: HTTP11Connection) -> None:
-        self._cancel_expiry(conn)
         if conn in self._slots:
             self._slots.remove(conn)
         conn.close()
@@ -271,7 +272,6 @@ class ConnectionPool:
     def _on_change(self, conn: HTTP11Connection) -> None:
         """A connection changed state on its own (request done, peer closed...)."""
         if conn.state == "closed":
-            self._cancel_expiry(conn)
             if conn in self._slots:
                 self._slots.remove(conn)
         elif conn.state == "idle":
@@ -285,23 +285,26 @@ class ConnectionPool:
                 oldest = min(idle, key=lambda s: s.idle_since)  # type: ignore[union-attr]
                 assert isinstance(oldest, HTTP11Connection)
                 self._discard(oldest)
-            if conn.state == "idle" and limits.keepalive_expiry is not None:
+            if self._sweeper is None and limits.keepalive_expiry is not None:
                 loop = asyncio.get_running_loop()
-                conn.expiry_handle = loop.call_later(limits.keepalive_expiry, self._expire, conn)
+                self._sweeper = loop.call_later(limits.keepalive_expiry, self._sweep)
         self._wake()
 
-    def _expire(self, conn: HTTP11Connection) -> None:
-        conn.expiry_handle = None
-        if conn.state == "idle":
-            self._discard(conn)
-            self._wake()
-
-    @staticmethod
-    def _cancel_expiry(conn: HTTP11Connection) -> None:
-        handle = conn.expiry_handle
-        if isinstance(handle, asyncio.TimerHandle):
-            handle.cancel()
-        conn.expiry_handle = None
+    def _sweep(self) -> None:
+        """Close idle connections past ``keepalive_expiry``; one timer for the pool."""
+        self._sweeper = None
+        expiry = self._limits.keepalive_expiry
+        if expiry is None or self._closed:
+            return
+        now = time.monotonic()
+        idle = [s for s in self._slots if isinstance(s, HTTP11Connection) and s.state == "idle"]
+        for conn in idle:
+            if now - conn.idle_since >= expiry:
+                self._discard(conn)
+        remaining = [c.idle_since for c in idle if c.state == "idle"]
+        if remaining:
+            delay = max(0.0, min(remaining) + expiry - now)
+            self._sweeper = asyncio.get_running_loop().call_later(delay, self._sweep)
 
     def _wake(self) -> None:
         """Serve queued requests, in order, from what is free now."""

@@ -79,6 +79,7 @@ class URL:
     """A parsed absolute URL (or a relative reference, before joining)."""
 
     __slots__ = ("scheme", "userinfo", "host", "port", "path", "query", "fragment", "_str")
+    _str: str | None
 
     def __init__(self, url: str | URL) -> None:
         if isinstance(url, URL):
@@ -112,7 +113,7 @@ class URL:
         self.path = quote(parts.path, safe=_PATH_SAFE)
         self.query = quote(parts.query, safe=_QUERY_SAFE)
         self.fragment = parts.fragment
-        self._str: str | None = None
+        self._str = None
         if len(_PARSED) >= _PARSED_MAX:
             _PARSED.clear()
         _PARSED[url] = (self.scheme, self.userinfo, self.host, self.port, self.path, self.query, self.fragment)

@@ -66,7 +66,6 @@ class HTTP11Connection:
         self.state: str = ACTIVE
         self.requests = 0
         self.idle_since = time.monotonic()
-        self.expiry_handle: object = None
         self._limits = limits
         self._on_change = on_change
         self.protocol = H1Protocol(limits=limits, on_exchange_done=self._exchange_done, on_lost=self._lost)

@@ -275,48 +275,52 @@ class H1Protocol(asyncio.Protocol):
             self._fail(ex, exc)
             return
         assert isinstance(event, h11.Response)
+        leftover = conn.trailing_data[0]
+        limits = self._limits
         # h11 caps only a head that is still incomplete; cap a complete one too.
-        head_size = ex.received - len(conn.trailing_data[0])
-        if head_size > self._limits.max_header_bytes:
+        head_size = ex.received - len(leftover)
+        if head_size > limits.max_header_bytes:
             self._fail(
                 ex,
                 RemoteProtocolError(
-                    f"response head of {head_size} bytes is larger than the limit of "
-                    f"{self._limits.max_header_bytes} bytes"
+                    f"response head of {head_size} bytes is larger than the limit of {limits.max_header_bytes} bytes"
                 ),
             )
             return
-        raw = event.headers.raw_items()
-        if len(raw) > self._limits.max_header_count:
+        fields = event.headers  # (lower-cased name, value) pairs, validated by h11
+        if len(fields) > limits.max_header_count:
             self._fail(
                 ex,
                 RemoteProtocolError(
-                    f"response has {len(raw)} header fields, more than the limit of "
-                    f"{self._limits.max_header_count}"
+                    f"response has {len(fields)} header fields, more than the limit of {limits.max_header_count}"
                 ),
             )
             return
-        headers = Headers.from_raw(raw)
+        has_te = False
+        length_value: bytes | None = None
+        for name, value in fields:
+            if name == b"content-length":
+                length_value = value
+            elif name == b"transfer-encoding":
+                has_te = True
+            elif name == b"connection" and b"close" in value.lower():
+                ex.reusable = False
+        headers = Headers.from_raw(fields.raw_items())
         status = event.status_code
         if event.http_version != b"1.1":
             ex.reusable = False
-        for value in headers.get_raw(b"connection"):
-            if b"close" in value.lower():
-                ex.reusable = False
-        has_te = headers.has(b"transfer-encoding")
-        length_values = headers.get_raw(b"content-length")
         no_body = ex.method == "HEAD" or status in (204, 304)
         content_length: int | None
         if no_body:
             content_length = 0
         elif has_te:
             content_length = None
-            if length_values:
+            if length_value is not None:
                 # RFC 9112 section 6.3: Transfer-Encoding wins, and the connection
                 # must not be reused (the message may be a smuggling attempt).
                 ex.reusable = False
-        elif length_values:
-            content_length = int(length_values[0])
+        elif length_value is not None:
+            content_length = int(length_value)
         else:
             content_length = None
             ex.reusable = False  # close-delimited
@@ -338,7 +342,6 @@ class H1Protocol(asyncio.Protocol):
         if not ex.head_waiter.done():
             ex.head_waiter.set_result((head, buffer))
         if no_body:
-            leftover = conn.trailing_data[0]
             if leftover:
                 ex.reusable = False
             self._complete(ex)
@@ -349,7 +352,6 @@ class H1Protocol(asyncio.Protocol):
             ex.mode = DIRECT
             ex.remaining = content_length
             ex.h11 = None  # type: ignore[assignment]
-            leftover = conn.trailing_data[0]
             if content_length == 0:
                 if leftover:
                     ex.reusable = False
