@@ -267,3 +267,66 @@ async def test_localhost_connects_over_either_family(family_host: str) -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_connect_timeout_covers_the_tls_handshake() -> None:
+    import asyncio
+
+    from .servers import FaultServer
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # accepts TCP, never answers the TLS ClientHello
+
+    async with FaultServer(silent) as srv, httpstream.AsyncClient(timeout=httpstream.Timeout(connect=0.3)) as client:
+        with pytest.raises(httpstream.ConnectTimeout, match="0.3 s"):
+            await client.get(srv.url().replace("http://", "https://"))
+        assert client.transport.stats().connections == 0  # type: ignore[attr-defined]
+
+
+async def test_write_timeout_when_the_server_stops_reading() -> None:
+    import asyncio
+
+    from .servers import FaultServer
+
+    async def never_reads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)
+
+    big = b"x" * (64 * 1024 * 1024)
+    async with FaultServer(never_reads) as srv, httpstream.AsyncClient(timeout=httpstream.Timeout(write=0.3)) as client:
+        with pytest.raises(httpstream.WriteTimeout, match="write timeout"):
+            await client.post(srv.url(), content=big)
+        assert client.transport.stats().in_use == 0  # type: ignore[attr-defined]
+
+
+async def test_client_certificate(ca: object, cert_files: dict[str, str], tmp_path: object) -> None:
+    import asyncio
+    import pathlib
+
+    import trustme
+
+    from .servers import FaultServer, read_request
+
+    assert isinstance(ca, trustme.CA)
+    base = pathlib.Path(str(tmp_path))
+    client_cert = ca.issue_cert("client@example.org")
+    client_cert.private_key_and_cert_chain_pem.write_to_path(str(base / "client.pem"))
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert_files["cert"], cert_files["key"])
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    server_ctx.load_verify_locations(cert_files["ca"])
+    seen: list[object] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(writer.get_extra_info("peercert"))
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    async with FaultServer(handler, ssl_context=server_ctx) as srv:
+        async with httpstream.AsyncClient(verify=cert_files["ca"], cert=str(base / "client.pem")) as client:
+            assert (await client.get(srv.url())).content == b"ok"
+        assert seen
+        assert seen[0]
+        async with httpstream.AsyncClient(verify=cert_files["ca"]) as client:
+            with pytest.raises((httpstream.ConnectError, httpstream.ReadError, httpstream.RemoteProtocolError)):
+                await client.get(srv.url())
