@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -186,7 +187,7 @@ def render(results: dict[str, Any], scenarios: list[str], command: str, meta: di
     )
     out.append(
         "Ratio column = httpstream median / peer median. For req/s and MB/s "
-        "a ratio > 1 means httpstream is better; for MB (RSS) and conns "
+        "a ratio > 1 means httpstream is better; for MB (RSS), conns and ms "
         "a ratio < 1 means httpstream is better.\n"
     )
     for sc in scenarios:
@@ -210,6 +211,10 @@ def render(results: dict[str, Any], scenarios: list[str], command: str, meta: di
         if example:
             out.append(f"Worker command: `{example}`\n")
     return "\n".join(out)
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _python_display() -> str:
@@ -288,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         allowed = sorted(os.sched_getaffinity(0))
         nginx_cpu, worker_cpu = allowed[0], allowed[1]
     t_start = time.monotonic()
+    # SIGTERM -> SystemExit, so the `with Nginx(...)` block still stops nginx
+    signal.signal(signal.SIGTERM, _on_sigterm)
 
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {
         sc: {c: [] for c in SCENARIO_CLIENTS[sc] if c in args.clients} for sc in args.scenarios
