@@ -16,11 +16,12 @@ from collections.abc import Callable
 __all__ = ["main"]
 
 USAGE = """\
-usage: httpstream demo [--size MIB] [--lines N] [--interval SECONDS]
+usage: httpstream COMMAND [OPTIONS]
 
 commands:
   demo    run the streaming client against a local HTTPS server on 127.0.0.1
-          (large download, line stream, early close and connection reuse)
+          (large download, line stream, early close and connection reuse);
+          options: [--size MIB] [--lines N] [--interval SECONDS]
 
 `httpstream URL`, `httpstream proxy` and `httpstream tunnel` are not available yet.
 Run `httpstream demo --help` for the demo's options.

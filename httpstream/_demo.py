@@ -30,19 +30,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import socket
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass
 from typing import TextIO
 from urllib.parse import parse_qs
 
 import trustme
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
-from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope, Scope
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
 import httpstream
 
@@ -57,6 +59,9 @@ _BLOCK = bytes(range(256)) * (256 * 4)  # 256 KiB the server sends over and over
 # by default), so the connection is drained and reused; the large one is far over.
 SMALL_BODY = 48 * 1024
 SMALL_READ = 16 * 1024
+# The large one is never sent in full: the server stops generating when the client
+# closes, so it costs nothing, and it is far too big to be in any buffer yet.
+LARGE_BODY = 1024 * MiB
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,12 +69,22 @@ class Flavour:
     """One protocol the demo runs its steps over."""
 
     label: str  # what the table shows
-    client_options: dict[str, bool] = field(default_factory=dict)  # AsyncClient(**options)
+    http1: bool = True  # the AsyncClient(http1=, http2=, http3=) switches
+    http2: bool = False
+    http3: bool = False
+    # What an early close of a large body does to the connection (DESIGN.md's
+    # lifecycle table): HTTP/1.1 must close it; HTTP/2 and HTTP/3 reset only the
+    # stream and keep the connection.
+    release_rule: str = (
+        "HTTP/1.1 release rule: a known remainder <= max_drain_bytes ({max_drain} bytes)\n"
+        "is drained and the connection reused; a larger or unknown one closes the connection"
+    )
+    large_rest_closes_connection: bool = True
 
 
-# HTTP/2 joins as Flavour(label="HTTP/2", client_options={"http1": False, "http2": True})
-# and HTTP/3 as Flavour(label="HTTP/3", client_options={"http3": True}) once the pool
-# accepts them.
+# HTTP/2 joins as Flavour(label="HTTP/2", http1=False, http2=True,
+# large_rest_closes_connection=False, release_rule="...RST_STREAM...") and HTTP/3
+# likewise with http3=True, once the pool accepts them.
 FLAVOURS: tuple[Flavour, ...] = (Flavour(label="HTTP/1.1"),)
 SERVER_ALPN = ["h2", "http/1.1"]  # what the server offers; the client picks
 
@@ -107,7 +122,9 @@ class DemoApp:
         self.requests += 1
         query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode("ascii")).items()}
         if scope["path"] == "/bytes":
-            await self._bytes(scope, receive, send, int(query.get("size", "0")))
+            size = int(query.get("size", "0"))
+            pause_at = int(query.get("pause_at", str(size)))
+            await self._bytes(receive, send, size, pause_at, float(query.get("pause", "0")))
         elif scope["path"] == "/lines":
             await self._lines(send, int(query.get("count", "8")), float(query.get("interval", "0.1")))
         else:
@@ -116,8 +133,16 @@ class DemoApp:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": body, "more_body": False})
 
-    async def _bytes(self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable, size: int) -> None:
-        """``size`` bytes with a Content-Length, generated on the fly."""
+    async def _bytes(
+        self, receive: ASGIReceiveCallable, send: ASGISendCallable, size: int, pause_at: int, pause: float
+    ) -> None:
+        """``size`` bytes with a Content-Length, generated on the fly.
+
+        With ``pause_at`` / ``pause`` the server stops for ``pause`` seconds once it
+        has sent ``pause_at`` bytes, so a client that closes early has a remainder
+        still on its way (otherwise, on loopback, the whole small body would
+        already be in the client's buffer and there would be nothing to drain).
+        """
         disconnected = asyncio.Event()
 
         async def watch() -> None:
@@ -133,7 +158,10 @@ class DemoApp:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             sent = 0
             while sent < size and not disconnected.is_set():
-                piece = min(len(_BLOCK), size - sent)
+                if sent == pause_at and pause > 0:
+                    await asyncio.sleep(pause)
+                limit = pause_at if sent < pause_at else size
+                piece = min(len(_BLOCK), limit - sent)
                 body = _BLOCK if piece == len(_BLOCK) else _BLOCK[:piece]
                 sent += piece
                 await send({"type": "http.response.body", "body": body, "more_body": sent < size})
@@ -141,6 +169,7 @@ class DemoApp:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             watcher.cancel()
+            await asyncio.wait({watcher})  # let it finish; our own cancellation still propagates
 
     async def _lines(self, send: ASGISendCallable, count: int, interval: float) -> None:
         """``count`` NDJSON-style lines, ``interval`` seconds apart (chunked: no length)."""
@@ -208,6 +237,11 @@ class DemoServer:
         self._stop.set()
         if self._task is not None:
             await self._task
+        # hypercorn leaves the server side of some finished connections to the
+        # garbage collector; collect them now, quietly, rather than warn later.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
 
 
 # -- the client steps -----------------------------------------------------------------
@@ -223,10 +257,13 @@ class Row:
     seconds: float
     client_connects: int
     server_connections: int
+    throughput: bool = False  # MB/s means something only for the bulk transfer
 
     @property
-    def mb_per_s(self) -> float:
-        return self.nbytes / self.seconds / MB if self.seconds > 0 else 0.0
+    def mb_per_s(self) -> str:
+        if not self.throughput or self.seconds <= 0:
+            return "-"
+        return f"{self.nbytes / self.seconds / MB:.1f}"
 
 
 class Demo:
@@ -255,7 +292,9 @@ class Demo:
             base_url=self.server.url,
             verify=self.server.ca_path,
             timeout=httpstream.Timeout(connect=5.0, read=10.0, write=10.0, pool=5.0),
-            **flavour.client_options,
+            http1=flavour.http1,
+            http2=flavour.http2,
+            http3=flavour.http3,
         ) as client:
             pool = client.transport
             assert isinstance(pool, httpstream.ConnectionPool)
@@ -267,10 +306,18 @@ class Demo:
         return pool.connects, self.server.app.connections
 
     def _row(
-        self, step: str, protocol: str, nbytes: int, seconds: float, pool: httpstream.ConnectionPool, before: tuple[int, int]
+        self,
+        step: str,
+        protocol: str,
+        nbytes: int,
+        seconds: float,
+        pool: httpstream.ConnectionPool,
+        before: tuple[int, int],
+        *,
+        throughput: bool = False,
     ) -> None:
-        client_after, server_after = self._counts(pool)
-        self.rows.append(Row(step, protocol, nbytes, seconds, client_after - before[0], server_after - before[1]))
+        new_client, new_server = self._new(pool, before)
+        self.rows.append(Row(step, protocol, nbytes, seconds, new_client, new_server, throughput))
 
     async def download(self, client: httpstream.AsyncClient, pool: httpstream.ConnectionPool, flavour: Flavour) -> None:
         size = self.size
@@ -283,7 +330,8 @@ class Demo:
             head = time.perf_counter() - start
             self.protocols.add(response.http_version)
             self.say(
-                f"      head after {head * 1000:.1f} ms: {response.status_code} {response.reason_phrase}, "
+                f"      head after {head * 1000:.1f} ms (TCP + TLS + request): {response.status_code} "
+                f"{response.reason_phrase}, "
                 f"{response.http_version}, content_length={response.content_length}"
             )
             progress = Progress(self.out, size, start)
@@ -300,9 +348,11 @@ class Demo:
         )
         self.check(received == size, f"download received {received} bytes, expected {size}")
         self.check(response.content_length == size, f"content_length {response.content_length} != {size}")
-        self._row("large download", flavour.label, received, elapsed, pool, before)
+        self._row("large download", flavour.label, received, elapsed, pool, before, throughput=True)
 
-    async def line_stream(self, client: httpstream.AsyncClient, pool: httpstream.ConnectionPool, flavour: Flavour) -> None:
+    async def line_stream(
+        self, client: httpstream.AsyncClient, pool: httpstream.ConnectionPool, flavour: Flavour
+    ) -> None:
         count, interval = self.lines, self.interval
         self.say()
         self.say(f"[2/3] line stream: GET /lines?count={count}&interval={interval:g}, read with aiter_lines()")
@@ -316,7 +366,7 @@ class Demo:
             async for line in response.aiter_lines():
                 arrivals.append(time.perf_counter() - start)
                 nbytes += len(line) + 1
-                self.say(f"      +{arrivals[-1]:6.3f} s  {line}")
+                self.say(f"      +{arrivals[-1]:.3f} s  {line}")
         elapsed = time.perf_counter() - start
         self.check(len(arrivals) == count, f"got {len(arrivals)} lines, expected {count}")
         if arrivals:
@@ -331,54 +381,73 @@ class Demo:
             self.check(streamed, "the first line arrived only after the server had sent the last one")
         self._row("line stream", flavour.label, nbytes, elapsed, pool, before)
 
-    async def early_close(self, client: httpstream.AsyncClient, pool: httpstream.ConnectionPool, flavour: Flavour) -> None:
-        self.say()
-        self.say("[3/3] early close: leave the body unread, then send more requests")
+    async def early_close(
+        self, client: httpstream.AsyncClient, pool: httpstream.ConnectionPool, flavour: Flavour
+    ) -> None:
         limits = pool.limits
-        self.say(
-            f"      release rule (HTTP/1.1): a known remainder <= max_drain_bytes ({limits.max_drain_bytes} bytes) "
-            "is drained and the connection reused; a larger one closes the connection"
-        )
+        self.say()
+        self.say("[3/3] early close: leave a body unread, then send more requests")
+        self.say("      (the pool lines are client.transport.stats())")
+        for line in flavour.release_rule.format(max_drain=limits.max_drain_bytes).splitlines():
+            self.say(f"      {line}")
 
-        # a) small remainder: drained in the background, the connection stays.
+        # a) small remainder: read off in the background, the connection stays.
+        #    The server pauses after SMALL_READ bytes so the rest is still on its way.
         before = self._counts(pool)
-        self.say(f"  a) GET /bytes?size={SMALL_BODY}: read {SMALL_READ} bytes, then close")
-        self.say(f"      pool before:         {pool.stats()}")
+        path = f"/bytes?size={SMALL_BODY}&pause_at={SMALL_READ}&pause=0.1"
+        self.say(f"  a) GET {path}: read {SMALL_READ} bytes, then close")
+        self.say(f"      pool before:            {pool.stats()}")
         start = time.perf_counter()
-        nbytes = await self._read_then_close(client, SMALL_BODY, SMALL_READ)
-        self.say(f"      pool after aclose(): {pool.stats()}")
+        nbytes = await self._read_then_close(client, path, SMALL_READ)
+        self.say(f"      pool after aclose():    {pool.stats()}")
         await self._settle(pool, limits.drain_timeout + 1.0)
-        self.say(f"      pool once settled:   {pool.stats()}")
+        self.say(f"      pool once drained:      {pool.stats()}")
         for _ in range(3):
             reply = await client.get("/hello")
             self.protocols.add(reply.http_version)
             nbytes += len(reply.content)
+        self.say(f"      pool after 3 more GETs: {pool.stats()}")
         elapsed = time.perf_counter() - start
-        new_client, new_server = self._counts(pool)[0] - before[0], self.server.app.connections - before[1]
+        new_client, new_server = self._new(pool, before)
         verdict = "connection REUSED" if new_server == 0 else "a new connection was needed"
-        self.say(f"      3 more GETs: server accepted {new_server} new connection(s), client opened {new_client} -> {verdict}")
+        self.say(f"      server accepted {new_server} new connection(s), client opened {new_client} -> {verdict}")
         self.check(new_server == 0, f"small remainder: server accepted {new_server} new connections, expected 0")
         self._row("early close, small rest", flavour.label, nbytes, elapsed, pool, before)
 
-        # b) large remainder: draining would cost more than a new connection.
+        # b) large remainder: draining it would cost more than a new connection.
         before = self._counts(pool)
-        self.say(f"  b) GET /bytes?size={self.size}: read {CHUNK} bytes, then close")
+        path = f"/bytes?size={LARGE_BODY}"
+        self.say(f"  b) GET {path}: read {CHUNK} bytes, then close")
         start = time.perf_counter()
-        nbytes = await self._read_then_close(client, self.size, CHUNK)
+        nbytes = await self._read_then_close(client, path, CHUNK)
         closed_after = time.perf_counter() - start
-        self.say(f"      pool after aclose(): {pool.stats()}   (request + first chunk + close: {closed_after * 1000:.1f} ms)")
+        self.say(f"      pool after aclose():    {pool.stats()}")
+        self.say(f"      (request + first chunk + close took {closed_after * 1000:.1f} ms)")
         reply = await client.get("/hello")
+        self.protocols.add(reply.http_version)
         nbytes += len(reply.content)
+        self.say(f"      pool after 1 more GET:  {pool.stats()}")
         elapsed = time.perf_counter() - start
-        new_client, new_server = self._counts(pool)[0] - before[0], self.server.app.connections - before[1]
-        verdict = "connection CLOSED" if new_server == 1 else "unexpected"
-        self.say(f"      1 more GET: server accepted {new_server} new connection(s), client opened {new_client} -> {verdict}")
-        self.check(new_server == 1, f"large remainder: server accepted {new_server} new connections, expected 1")
+        new_client, new_server = self._new(pool, before)
+        expected = 1 if flavour.large_rest_closes_connection else 0
+        if new_server == expected:
+            verdict = "connection CLOSED, a new one served the GET" if expected else "stream reset, connection kept"
+        else:
+            verdict = "unexpected"
+        self.say(f"      server accepted {new_server} new connection(s), client opened {new_client} -> {verdict}")
+        self.check(
+            new_server == expected,
+            f"large remainder: server accepted {new_server} new connections, expected {expected}",
+        )
         self._row("early close, large rest", flavour.label, nbytes, elapsed, pool, before)
 
-    async def _read_then_close(self, client: httpstream.AsyncClient, size: int, read: int) -> int:
+    def _new(self, pool: httpstream.ConnectionPool, before: tuple[int, int]) -> tuple[int, int]:
+        client_now, server_now = self._counts(pool)
+        return client_now - before[0], server_now - before[1]
+
+    async def _read_then_close(self, client: httpstream.AsyncClient, path: str, read: int) -> int:
         got = 0
-        async with client.stream("GET", f"/bytes?size={size}") as response:
+        async with client.stream("GET", path) as response:
             self.protocols.add(response.http_version)
             async for chunk in response.aiter_bytes(read):
                 got += len(chunk)
@@ -390,30 +459,42 @@ class Demo:
     async def _settle(pool: httpstream.ConnectionPool, deadline: float) -> None:
         """Wait (bounded) until no connection is draining any more."""
         stop = time.monotonic() + deadline
-        while pool.stats().draining and time.monotonic() < stop:
+        # The pool has no "drained" event to wait on; a short bounded poll will do here.
+        while pool.stats().draining and time.monotonic() < stop:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
     def table(self, total: float) -> None:
         self.say()
         self.say("Summary")
-        header = ("step", "protocol", "bytes", "time", "MB/s", "conns client/server")
+        header = ("step", "protocol", "bytes read", "time", "MB/s", "connections opened (client/server)")
         rows = [
-            (r.step, r.protocol, f"{r.nbytes:,}", f"{r.seconds:.2f} s", f"{r.mb_per_s:.1f}",
-             f"{r.client_connects}/{r.server_connections}")
+            (
+                r.step,
+                r.protocol,
+                f"{r.nbytes:,}",
+                f"{r.seconds:.2f} s",
+                r.mb_per_s,
+                f"{r.client_connects}/{r.server_connections}",
+            )
             for r in self.rows
         ]
         rows.append(
             (
-                "total", "/".join(sorted(self.protocols)) or "-", f"{sum(r.nbytes for r in self.rows):,}",
-                f"{total:.2f} s", "", f"{sum(r.client_connects for r in self.rows)}/"
-                f"{sum(r.server_connections for r in self.rows)}",
+                "total",
+                "/".join(sorted(self.protocols)) or "-",
+                f"{sum(r.nbytes for r in self.rows):,}",
+                f"{total:.2f} s",
+                "-",
+                f"{sum(r.client_connects for r in self.rows)}/{sum(r.server_connections for r in self.rows)}",
             )
         )
         widths = [max(len(str(line[i])) for line in [header, *rows]) for i in range(len(header))]
         right = {2, 3, 4, 5}
 
         def fmt(line: tuple[str, ...]) -> str:
-            cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))]
+            cells = [
+                c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))
+            ]
             return "  " + "  ".join(cells).rstrip()
 
         self.say(fmt(header))
@@ -430,29 +511,33 @@ class Progress:
         self.total = total
         self.start = start
         self.tty = out.isatty()
+        self._width = 0  # of the last line written in place
         self._next_time = 0.0
         self._next_quarter = 1
 
     def _line(self, done: int) -> str:
         elapsed = max(time.perf_counter() - self.start, 1e-9)
         percent = 100 * done / self.total if self.total else 100.0
-        return (
-            f"      {percent:5.1f} %  {done / MB:8.1f} / {self.total / MB:.1f} MB  {done / elapsed / MB:7.1f} MB/s"
-        )
+        return f"      {percent:5.1f} %  {done / MB:8.1f} / {self.total / MB:.1f} MB  {done / elapsed / MB:7.1f} MB/s"
+
+    def _rewrite(self, done: int, end: str) -> None:
+        line = self._line(done)
+        print("\r" + line.ljust(self._width), end=end, file=self.out, flush=True)
+        self._width = len(line)
 
     def update(self, done: int) -> None:
         if self.tty:
             now = time.perf_counter()
             if now >= self._next_time:
                 self._next_time = now + 0.2
-                print("\r" + self._line(done), end="", file=self.out, flush=True)
+                self._rewrite(done, "")
         elif self.total and done * 4 >= self._next_quarter * self.total and self._next_quarter < 4:
             self._next_quarter += 1
             print(self._line(done), file=self.out, flush=True)
 
     def finish(self, done: int) -> None:
         if self.tty:
-            print("\r" + self._line(done), file=self.out, flush=True)
+            self._rewrite(done, "\n")
         else:
             print(self._line(done), file=self.out, flush=True)
 
@@ -492,9 +577,11 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
                 client_task.result()
         finally:
             await server.stop()
+        seen = ", ".join(sorted(demo.protocols))
         served = ", ".join(f"HTTP/{v}" for v in sorted(server.app.http_versions))
         demo.say()
-        demo.say(f"negotiated protocol: client saw {', '.join(sorted(demo.protocols))}; server spoke {served}")
+        demo.say(f"negotiated protocol: {seen} (response.http_version); the server's ASGI scope says {served}")
+        demo.check(seen == served, f"client and server disagree on the protocol: {seen} vs {served}")
         demo.table(time.perf_counter() - started)
         demo.say()
         if demo.failures:
@@ -511,12 +598,23 @@ def build_parser(prog: str = "httpstream demo") -> argparse.ArgumentParser:
         prog=prog,
         description="Run the streaming client against a local HTTPS server on 127.0.0.1 and show what it does.",
     )
-    parser.add_argument("--size", type=_positive_int, default=256, metavar="MIB",
-                        help="size of the large download in MiB (default: 256)")
-    parser.add_argument("--lines", type=_positive_int, default=8, metavar="N",
-                        help="lines in the line stream (default: 8)")
-    parser.add_argument("--interval", type=float, default=0.1, metavar="SECONDS",
-                        help="pause between two lines of the line stream (default: 0.1)")
+    parser.add_argument(
+        "--size",
+        type=_positive_int,
+        default=256,
+        metavar="MIB",
+        help="size of the large download in MiB (default: 256)",
+    )
+    parser.add_argument(
+        "--lines", type=_positive_int, default=8, metavar="N", help="lines in the line stream (default: 8)"
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=0.1,
+        metavar="SECONDS",
+        help="pause between two lines of the line stream (default: 0.1)",
+    )
     return parser
 
 
@@ -530,4 +628,9 @@ def _positive_int(text: str) -> int:
 def run(argv: list[str], out: TextIO | None = None) -> int:
     """``httpstream demo [options]``: returns the exit status."""
     args = build_parser().parse_args(argv)
-    return asyncio.run(_run(args, out if out is not None else sys.stdout))
+    stream = out if out is not None else sys.stdout
+    try:
+        return asyncio.run(_run(args, stream))
+    except httpstream.HTTPStreamError as exc:
+        print(f"demo FAILED: {type(exc).__name__}: {exc}", file=stream)
+        return 1

@@ -112,7 +112,7 @@ class HTTP11Connection:
         self.requests += 1
         proto.start(ex)
         try:
-            head = serialize_head(ex, request.method, request.url.target, request.headers)
+            head = serialize_head(request.method, request.url.target, request.headers)
             content = request.content
             if content is None:
                 proto.write(head)

@@ -9,20 +9,27 @@ It moves through the modes
     HEAD ──> DIRECT (Content-Length or close-delimited body) ──> DONE
          └─> CHUNKED (h11 parses the framing) ────────────────> DONE
 
-h11 parses every response head and chunked framing.  A body framed by
-Content-Length (or by the close of the connection) bypasses h11: the bytes that
-``data_received`` gets are counted and passed to the body buffer as they are, with
-no copy, which is what lets a 1 GiB download run at socket speed.  Because h11 then
-never sees the end of that body, each exchange gets a fresh ``h11.Connection``;
-keep-alive is decided here instead (RFC 9112 section 9.3): HTTP/1.1, no
-``Connection: close`` on either side, a body whose end was known from its framing,
-no bytes beyond it, and the request fully sent.
+h11 parses every response head and chunked framing: its head reader
+(status line and header fields, with obs-fold unfolding and the Content-Length /
+Transfer-Encoding checks against smuggling) and its chunked reader run on a
+ReceiveBuffer of ours.  We do not run h11's connection state machine: it would
+cost more than the parsing (a request event to build and check, state
+transitions on every event) and we decide framing and keep-alive ourselves, as
+RFC 9112 says (sections 6.3 and 9.3): HTTP/1.1, no ``Connection: close``, a body
+whose end was known from its framing, no bytes beyond it, the request fully
+sent.  These h11 readers are not public API, so h11 is pinned to its 0.16 line
+and tests/test_units.py checks that they are there.
+
+A body framed by Content-Length (or by the close of the connection) bypasses
+h11: the bytes that ``data_received`` gets are counted and passed to the body
+buffer as they are, with no copy, which is what lets a 1 GiB download run at
+socket speed.
 
 Backpressure: the body buffer calls ``pause``/``resume`` at its water marks and we
 pause/resume reading the socket; on the write side ``pause_writing`` /
 ``resume_writing`` gate ``drain()``.  Every wait has a ``call_later`` deadline.
 
-Errors are converted here, where h11 is called: ``h11.RemoteProtocolError`` becomes
+Errors are converted here, where h11 is called: h11's ``ProtocolError`` becomes
 our ``RemoteProtocolError``; a connection lost mid-message becomes
 ``RemoteProtocolError`` (clean close) or ``ReadError`` (reset) on whoever waits,
 so a short body is never presented as complete.
@@ -35,10 +42,11 @@ from collections.abc import Callable
 from typing import Final
 
 import h11
+from h11._readers import ChunkedReader, maybe_read_from_SEND_RESPONSE_server
+from h11._receivebuffer import ReceiveBuffer
 
 from .._config import Limits
 from .._exceptions import (
-    LocalProtocolError,
     ReadError,
     ReadTimeout,
     RemoteProtocolError,
@@ -75,7 +83,8 @@ class Exchange:
 
     __slots__ = (
         "method",
-        "h11",
+        "buf",
+        "chunked",
         "mode",
         "head_waiter",
         "head_timer",
@@ -96,7 +105,8 @@ class Exchange:
 
     def __init__(self, method: str, *, reused: bool, read_timeout: float | None, max_header_bytes: int) -> None:
         self.method = method
-        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_header_bytes)
+        self.buf = ReceiveBuffer()
+        self.chunked: ChunkedReader | None = None
         self.mode = HEAD
         self.head_waiter: asyncio.Future[tuple[ResponseHead, BodyBuffer]] = (
             asyncio.get_running_loop().create_future()
@@ -249,35 +259,35 @@ class H1Protocol(asyncio.Protocol):
 
     # -- parsing ---------------------------------------------------------------------
     def _head(self, ex: Exchange, data: bytes) -> None:
-        conn = ex.h11
+        buf = ex.buf
+        buf += data
+        limits = self._limits
         try:
-            conn.receive_data(data)
             while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    return
-                kind = type(event)
-                if kind is h11.Response:
-                    break
-                if kind is h11.InformationalResponse:
-                    ex.informational += 1
-                    if ex.informational > self._limits.max_informational_responses:
+                event = maybe_read_from_SEND_RESPONSE_server(buf)
+                if event is None:
+                    if len(buf) > limits.max_header_bytes:
                         raise RemoteProtocolError(
-                            f"more than {self._limits.max_informational_responses} "
-                            "informational (1xx) responses to one request"
+                            f"response head is larger than the limit of {limits.max_header_bytes} bytes"
                         )
-                    continue
-                raise RemoteProtocolError(f"unexpected {kind.__name__} before the response head")
-        except h11.RemoteProtocolError as exc:
+                    return
+                if type(event) is h11.Response:
+                    break
+                if event.status_code == 101:
+                    raise RemoteProtocolError("unexpected 101 Switching Protocols: no upgrade was asked for")
+                ex.informational += 1
+                if ex.informational > limits.max_informational_responses:
+                    raise RemoteProtocolError(
+                        f"more than {limits.max_informational_responses} informational (1xx) responses to one request"
+                    )
+        except h11.ProtocolError as exc:
             self._fail(ex, RemoteProtocolError(f"malformed response head: {exc}"))
             return
         except RemoteProtocolError as exc:
             self._fail(ex, exc)
             return
-        assert isinstance(event, h11.Response)
-        leftover = conn.trailing_data[0]
-        limits = self._limits
-        # h11 caps only a head that is still incomplete; cap a complete one too.
+        leftover = bytes(buf) if buf else b""
+        # The check above caps a head that is still incomplete; cap a complete one too.
         head_size = ex.received - len(leftover)
         if head_size > limits.max_header_bytes:
             self._fail(
@@ -347,11 +357,11 @@ class H1Protocol(asyncio.Protocol):
             self._complete(ex)
         elif has_te:
             ex.mode = CHUNKED
+            ex.chunked = ChunkedReader()
             self._chunked(ex, b"")
         else:
             ex.mode = DIRECT
             ex.remaining = content_length
-            ex.h11 = None  # type: ignore[assignment]
             if content_length == 0:
                 if leftover:
                     ex.reusable = False
@@ -379,27 +389,40 @@ class H1Protocol(asyncio.Protocol):
         self._complete(ex)
 
     def _chunked(self, ex: Exchange, data: bytes) -> None:
-        conn = ex.h11
+        buf = ex.buf
+        reader = ex.chunked
+        assert reader is not None
+        if data:
+            buf += data
         try:
-            if data:
-                conn.receive_data(data)
             while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
+                event = reader(buf)
+                if event is None:
+                    # A chunk-size line or trailer section that never ends must
+                    # not grow without bound (h11's connection would cap it too).
+                    if len(buf) > self._limits.max_header_bytes:
+                        raise RemoteProtocolError(
+                            "chunk header or trailer section longer than "
+                            f"{self._limits.max_header_bytes} bytes"
+                        )
                     return
-                kind = type(event)
-                if kind is h11.Data:
-                    self._deliver(ex, bytes(event.data))  # type: ignore[union-attr]
-                elif kind is h11.EndOfMessage:
-                    ex.trailers.extend_raw(event.headers.raw_items())  # type: ignore[union-attr]
-                    if conn.trailing_data[0]:
-                        ex.reusable = False
-                    self._complete(ex)
-                    return
-                else:
-                    return
-        except h11.RemoteProtocolError as exc:
+                if type(event) is h11.Data:
+                    self._deliver(ex, bytes(event.data))
+                    continue
+                assert type(event) is h11.EndOfMessage
+                if len(event.headers) > self._limits.max_header_count:
+                    raise RemoteProtocolError(
+                        f"trailer section has more than {self._limits.max_header_count} fields"
+                    )
+                ex.trailers.extend_raw(event.headers.raw_items())
+                if buf:
+                    ex.reusable = False
+                self._complete(ex)
+                return
+        except h11.ProtocolError as exc:
             self._fail(ex, RemoteProtocolError(f"malformed chunked body: {exc}"))
+        except RemoteProtocolError as exc:
+            self._fail(ex, exc)
 
     def _deliver(self, ex: Exchange, data: bytes) -> None:
         if ex.draining:
@@ -500,32 +523,12 @@ def _expire_write(waiter: asyncio.Future[None], seconds: float) -> None:
         waiter.set_exception(WriteTimeout(f"the server accepted no request data for {seconds:g} s (write timeout)"))
 
 
-# h11 must see a request go out before it will parse a response, and needs its
-# method (HEAD and CONNECT change the response framing).  The head itself is
-# serialized by us from already-validated parts, so h11 is shown a minimal
-# request, built once per method.
-_PRIMERS: dict[str, h11.Request] = {}
-
-
-def _primer(method: str) -> h11.Request:
-    event = _PRIMERS.get(method)
-    if event is None:
-        event = h11.Request(method=method, target="/", headers=[("Host", "h")])
-        if len(_PRIMERS) < 64:
-            _PRIMERS[method] = event
-    return event
-
-
-def serialize_head(ex: Exchange, method: str, target: str, headers: Headers) -> bytes:
+def serialize_head(method: str, target: str, headers: Headers) -> bytes:
     """The request line and header block (RFC 9112 sections 3 and 5).
 
     Method, target and every header were validated when the Request was built
     (token method, no control characters in the target, no CR/LF/NUL in fields).
     """
-    try:
-        ex.h11.send(_primer(method))
-    except h11.LocalProtocolError as exc:
-        raise LocalProtocolError(f"cannot send request: {exc}") from exc
     lines = [f"{method} {target} HTTP/1.1\r\n".encode("ascii")]
     for name, value in headers.raw:
         lines.append(name + b": " + value + b"\r\n")
