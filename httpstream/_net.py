@@ -82,29 +82,42 @@ async def open_stream(
     """Connect over TCP (and TLS when ``ssl_context`` is given)."""
     loop = asyncio.get_running_loop()
     what = f"{host}:{port}"
+    raw: asyncio.BaseTransport | None = None
     try:
         async with asyncio.timeout(timeout):
-            transport, handoff = await loop.create_connection(
+            raw, handoff = await loop.create_connection(
                 Handoff,
                 host,
                 port,
-                ssl=ssl_context,
-                server_hostname=(server_hostname or host) if ssl_context else None,
                 happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
                 local_addr=(local_address, 0) if local_address else None,
             )
-    except TimeoutError:
-        raise ConnectTimeout(f"connecting to {what} took longer than {timeout:g} s") from None
-    except ssl.SSLCertVerificationError as exc:
-        reason = exc.verify_message or exc.reason or str(exc)
-        raise ConnectError(f"TLS certificate of {what} refused: {reason}") from exc
-    except ssl.SSLError as exc:
-        raise ConnectError(f"TLS handshake with {what} failed: {exc.reason or exc}") from exc
-    except socket.gaierror as exc:
-        raise ConnectError(f"cannot resolve {host!r}: {exc.strerror}") from exc
-    except OSError as exc:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        raise ConnectError(f"cannot connect to {what}: {reason}") from exc
+            transport = raw
+            if ssl_context is not None:
+                # TLS is started on a TCP transport we hold, so a failed or
+                # cancelled handshake can never leave the socket behind.
+                tls = await loop.start_tls(
+                    raw, handoff, ssl_context, server_hostname=server_hostname or host
+                )
+                assert isinstance(tls, asyncio.Transport)
+                transport = tls
+                handoff.transport = tls
+    except BaseException as exc:
+        if isinstance(raw, asyncio.Transport):
+            raw.abort()
+        if isinstance(exc, TimeoutError):
+            raise ConnectTimeout(f"connecting to {what} took longer than {timeout:g} s") from None
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            reason = exc.verify_message or exc.reason or str(exc)
+            raise ConnectError(f"TLS certificate of {what} refused: {reason}") from exc
+        if isinstance(exc, ssl.SSLError):
+            raise ConnectError(f"TLS handshake with {what} failed: {exc.reason or exc}") from exc
+        if isinstance(exc, socket.gaierror):
+            raise ConnectError(f"cannot resolve {host!r}: {exc.strerror}") from exc
+        if isinstance(exc, OSError):
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise ConnectError(f"cannot connect to {what}: {reason}") from exc
+        raise
     assert isinstance(transport, asyncio.Transport)
     sock = transport.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):

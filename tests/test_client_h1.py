@@ -184,26 +184,29 @@ async def test_tls_verification_is_on_by_default(tls_server: HypercornServer) ->
 
 
 async def test_tls_wrong_host_is_refused(ca: object, tmp_path: object) -> None:
-    import trustme
-
-    from .servers import App
-
-    assert isinstance(ca, trustme.CA)
+    import asyncio
     import pathlib
 
+    import trustme
+
+    from .servers import FaultServer
+
+    assert isinstance(ca, trustme.CA)
     base = pathlib.Path(str(tmp_path))
     cert = ca.issue_cert("other.example")
-    cert.private_key_pem.write_to_path(str(base / "k.pem"))
-    cert.cert_chain_pems[0].write_to_path(str(base / "c.pem"))
+    cert.private_key_and_cert_chain_pem.write_to_path(str(base / "server.pem"))
     ca.cert_pem.write_to_path(str(base / "ca.pem"))
-    server = HypercornServer(App(), certfile=str(base / "c.pem"), keyfile=str(base / "k.pem"))
-    server.start()
-    try:
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(str(base / "server.pem"))
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    async with FaultServer(handler, ssl_context=server_ctx) as srv:
         async with httpstream.AsyncClient(verify=str(base / "ca.pem")) as client:
             with pytest.raises(httpstream.ConnectError, match="(?i)hostname|IP address mismatch"):
-                await client.get(server.url("/hello"))
-    finally:
-        server.stop()
+                await client.get(srv.url())
+            assert client.transport.stats().connections == 0  # type: ignore[attr-defined]
 
 
 async def test_timeouts_raise_their_own_exception(server: HypercornServer) -> None:
