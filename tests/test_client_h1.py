@@ -174,6 +174,7 @@ async def test_tls_with_trustme_ca(tls_server: HypercornServer, cert_files: dict
     assert tls_server.app.connections == 3
 
 
+@pytest.mark.usefixtures("tls_failure_garbage")
 async def test_tls_verification_is_on_by_default(tls_server: HypercornServer) -> None:
     async with httpstream.AsyncClient() as client:
         with pytest.raises(httpstream.ConnectError, match="certificate"):
@@ -183,6 +184,7 @@ async def test_tls_verification_is_on_by_default(tls_server: HypercornServer) ->
         assert (await client.get(tls_server.url("/hello"))).status_code == 200
 
 
+@pytest.mark.usefixtures("tls_failure_garbage")
 async def test_tls_wrong_host_is_refused(ca: object, tmp_path: object) -> None:
     import asyncio
     import pathlib
@@ -272,6 +274,7 @@ async def test_localhost_connects_over_either_family(family_host: str) -> None:
         await server.wait_closed()
 
 
+@pytest.mark.usefixtures("tls_failure_garbage")
 async def test_connect_timeout_covers_the_tls_handshake() -> None:
     import asyncio
 
@@ -301,6 +304,7 @@ async def test_write_timeout_when_the_server_stops_reading() -> None:
         assert client.transport.stats().in_use == 0  # type: ignore[attr-defined]
 
 
+@pytest.mark.usefixtures("tls_failure_garbage")
 async def test_client_certificate(ca: object, cert_files: dict[str, str], tmp_path: object) -> None:
     import asyncio
     import pathlib
