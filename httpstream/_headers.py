@@ -88,6 +88,13 @@ class Headers(MutableMapping[str, str]):
         new._items = [(name, name.lower(), value) for name, value in raw]
         return new
 
+    @classmethod
+    def from_triples(cls, items: list[tuple[bytes, bytes, bytes]]) -> Headers:
+        """Trusted (raw name, lower name, value) triples from a parser, taken as they are."""
+        new = cls.__new__(cls)
+        new._items = items
+        return new
+
     def extend_raw(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
         """Append trusted fields straight from a parser."""
         self._items.extend((name, name.lower(), value) for name, value in raw)
