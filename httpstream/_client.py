@@ -116,6 +116,8 @@ class AsyncClient:
 
     # -- building ---------------------------------------------------------------------
     def _merge_url(self, url: URLTypes) -> URL:
+        if self.base_url is None:
+            return url if isinstance(url, URL) else URL(url)
         text = str(url)
         if self.base_url is not None and not ("://" in text and URL(text).is_absolute):
             return self.base_url.join(text.lstrip("/") if isinstance(url, str) else url)
@@ -137,14 +139,17 @@ class AsyncClient:
             target = target.copy_merge_params(self.params)
         if params:
             target = target.copy_merge_params(params)
-        merged = self.headers.copy()
+        merged = self.headers  # Request copies it
         if headers is not None:
+            merged = merged.copy()
             merged.update(headers)
         if json is not None:
             if content is not None:
                 raise LocalProtocolError("pass either content= or json=, not both")
             content = jsonlib.dumps(json, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-            merged.setdefault_raw(b"Content-Type", b"application/json")
+            if not merged.has(b"content-type"):
+                merged = merged.copy()
+                merged.setdefault_raw(b"Content-Type", b"application/json")
         request_timeout = self.timeout if isinstance(timeout, _UseClientDefault) else to_timeout(timeout)
         return Request(method, target, headers=merged, content=content, timeout=request_timeout)
 
