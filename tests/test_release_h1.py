@@ -355,3 +355,46 @@ async def test_backpressure_holds_bounded_buffer() -> None:
                 if got > 32 * 1024 * 1024:
                     break
             assert stream.buffer.size <= 512 * 1024 + 256 * 1024
+
+
+async def test_close_delimited_body_ends_with_the_connection() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n\r\n" + pattern(5000))
+        await writer.drain()
+        writer.close()
+
+    async with FaultServer(handler) as srv, httpstream.AsyncClient() as client:
+        async with client.stream("GET", srv.url()) as r:
+            assert r.content_length is None
+            assert await r.aread() == pattern(5000)
+        assert (await client.get(srv.url())).content == pattern(5000)
+        assert srv.accepted == 2  # never reused
+
+
+async def test_informational_responses_are_skipped_and_capped() -> None:
+    count = 3
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" * count + head(2) + b"ok")
+        await reader.read()
+
+    async with FaultServer(handler) as srv, httpstream.AsyncClient() as client:
+        assert (await client.get(srv.url())).content == b"ok"
+        count = 17
+        with pytest.raises(httpstream.RemoteProtocolError, match="informational"):
+            await client.get(srv.url())
+
+
+async def test_trailers_are_delivered() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(head(None, b"Trailer: X-Sum\r\n") + b"5\r\nhello\r\n0\r\nX-Sum: 42\r\n\r\n")
+        await reader.read()
+
+    async with FaultServer(handler) as srv, httpstream.AsyncClient() as client:
+        async with client.stream("GET", srv.url()) as r:
+            assert "x-sum" not in r.trailers
+            assert await r.aread() == b"hello"
+            assert r.trailers["x-sum"] == "42"
