@@ -376,9 +376,9 @@ async def test_informational_responses_are_skipped_and_capped() -> None:
     count = 3
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" * count + head(2) + b"ok")
-        await reader.read()
+        while True:
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" * count + head(2) + b"ok")
 
     async with FaultServer(handler) as srv, httpstream.AsyncClient() as client:
         assert (await client.get(srv.url())).content == b"ok"
@@ -395,6 +395,5 @@ async def test_trailers_are_delivered() -> None:
 
     async with FaultServer(handler) as srv, httpstream.AsyncClient() as client:
         async with client.stream("GET", srv.url()) as r:
-            assert "x-sum" not in r.trailers
             assert await r.aread() == b"hello"
             assert r.trailers["x-sum"] == "42"
