@@ -66,7 +66,15 @@ class Limits:
     max_header_bytes / max_header_count: limits on a response head.
     max_informational_responses: 1xx responses tolerated before the final one.
     read_high_water / read_low_water: unread body bytes above which reading from
-      the socket pauses, and below which it resumes.
+      the socket pauses, and below which it resumes (HTTP/1.1).
+    max_concurrent_streams: our own cap on streams per HTTP/2 connection (the
+      server's SETTINGS_MAX_CONCURRENT_STREAMS applies too).
+    h2_stream_window / h2_connection_window: HTTP/2 receive windows.  A slow
+      reader holds at most one stream window; the connection window is larger so
+      one stalled stream never stops the others.
+    h2_max_frame_size: the largest frame the server may send us.
+    h2_ping_after: an HTTP/2 connection idle this long is checked with PING
+      before it is reused (None: never).
     """
 
     max_connections: int | None = 100
@@ -80,8 +88,17 @@ class Limits:
     max_informational_responses: int = 16
     read_high_water: int = 1024 * 1024
     read_low_water: int = 256 * 1024
+    max_concurrent_streams: int = 100
+    h2_stream_window: int = 4 * 1024 * 1024
+    h2_connection_window: int = 16 * 1024 * 1024
+    h2_max_frame_size: int = 64 * 1024
+    h2_ping_after: float | None = 10.0
 
     def __post_init__(self) -> None:
+        if self.h2_stream_window > 2**31 - 1 or self.h2_connection_window > 2**31 - 1:
+            raise ValueError("HTTP/2 windows must be below 2**31")
+        if not 16384 <= self.h2_max_frame_size <= 2**24 - 1:
+            raise ValueError("h2_max_frame_size must be between 16384 and 16777215")
         if self.read_low_water > self.read_high_water:
             raise ValueError("read_low_water must not exceed read_high_water")
         for name in ("max_connections", "max_connections_per_host", "max_keepalive_connections"):

@@ -134,6 +134,10 @@ class Headers(MutableMapping[str, str]):
     def multi_items(self) -> list[tuple[str, str]]:
         return [(r.decode("latin-1"), v.decode("latin-1")) for r, _, v in self._items]
 
+    def triples(self) -> list[tuple[bytes, bytes, bytes]]:
+        """(raw name, lower-cased name, value) for every field, in order."""
+        return self._items
+
     @property
     def raw(self) -> list[tuple[bytes, bytes]]:
         """Fields as sent or received: (name with its case, value) in order."""

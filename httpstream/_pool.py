@@ -21,7 +21,15 @@ was handed a connection just as it was cancelled gives it straight back.
 
 A request that fails on a reused HTTP/1.1 connection before any response byte
 arrived (``StaleConnection``) is retried once on a fresh connection when its
-method is idempotent and its body can be sent again.
+method is idempotent and its body can be sent again; so is an HTTP/2 stream the
+server refused or cut off with GOAWAY before processing it.
+
+HTTP/2 connections are multiplexed: a request takes a stream slot on a usable
+connection of its key before anything else.  While the first TLS handshake to an
+origin is pending (ALPN not known yet), further requests to it wait for that
+answer instead of each opening a connection; if ALPN picks HTTP/1.1 the origin
+is remembered as such and its requests stop waiting.  An HTTP/2 connection idle
+longer than ``Limits.h2_ping_after`` is checked with a PING before reuse.
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ from ._exceptions import (
     StaleConnection,
 )
 from ._h1 import HTTP11Connection
+from ._h2 import HTTP2Connection
 from ._models import Request, Response
 from ._net import open_stream
 from ._urls import Origin
@@ -70,6 +79,7 @@ class PoolStats:
     idle: int
     draining: int
     queued: int
+    streams: int = 0  # open HTTP/2 streams, over all connections
 
     @property
     def in_use(self) -> int:
@@ -80,18 +90,20 @@ class PoolStats:
 class _Connecting:
     """A slot reserved for a connection whose DNS/TCP/TLS set-up is running."""
 
-    __slots__ = ("origin", "key")
+    __slots__ = ("origin", "key", "may_multiplex")
     state = "connecting"
 
-    def __init__(self, origin: Origin, key: Key) -> None:
+    def __init__(self, origin: Origin, key: Key, may_multiplex: bool) -> None:
         self.origin = origin
         self.key = key
+        self.may_multiplex = may_multiplex  # ALPN may pick h2: others wait for it
 
     def __repr__(self) -> str:
         return f"<connecting {self.origin}>"
 
 
-Slot = Union[HTTP11Connection, _Connecting]
+Connection = Union[HTTP11Connection, HTTP2Connection]
+Slot = Union[HTTP11Connection, HTTP2Connection, _Connecting]
 
 
 class _Waiter:
@@ -117,17 +129,24 @@ class ConnectionPool:
         http1: bool = True,
         http2: bool = False,
         http3: bool = False,
+        http2_prior_knowledge: bool = False,
         local_address: str | None = None,
     ) -> None:
-        if not http1:
-            raise ValueError("http1=False needs HTTP/2, which is not part of this build yet")
-        if http2 or http3:
-            raise ValueError("HTTP/2 and HTTP/3 are not part of this build yet")
+        if not (http1 or http2):
+            raise ValueError("enable at least one of http1 and http2")
+        if http3:
+            raise ValueError("HTTP/3 is not part of this build yet")
         self._limits = limits
         self._timeout = timeout
+        self._http1 = http1
+        self._http2 = http2
+        # h2c: HTTP/2 over cleartext without upgrade, for servers known to speak it.
+        self._prior_knowledge = http2 and (http2_prior_knowledge or not http1)
         verify_value: bool | str | ssl.SSLContext
         verify_value = verify if isinstance(verify, (bool, str, ssl.SSLContext)) else str(verify)
-        self._tls = TLSConfig(verify=verify_value, cert=cert, alpn=("http/1.1",))
+        alpn = (("h2",) if http2 else ()) + (("http/1.1",) if http1 else ())
+        self._tls = TLSConfig(verify=verify_value, cert=cert, alpn=alpn)
+        self._h1_only: set[Key] = set()  # origins whose ALPN answer was http/1.1
         self._tls_key = self._tls.key()
         self._ssl_context: ssl.SSLContext | None = None
         self._local_address = local_address
@@ -151,6 +170,7 @@ class ConnectionPool:
         for slot in self._slots:
             counts[slot.state] = counts.get(slot.state, 0) + 1
         queued = sum(1 for w in self._waiters if not w.future.done())
+        streams = sum(s.active_streams() for s in self._slots if isinstance(s, HTTP2Connection))
         return PoolStats(
             connections=len(self._slots),
             connecting=counts["connecting"],
@@ -158,6 +178,7 @@ class ConnectionPool:
             idle=counts["idle"],
             draining=counts["draining"],
             queued=queued,
+            streams=streams,
         )
 
     def __repr__(self) -> str:
@@ -187,7 +208,7 @@ class ConnectionPool:
                 waiter.future.set_exception(PoolClosed("the connection pool was closed"))
         slots, self._slots = self._slots, []
         for slot in slots:
-            if isinstance(slot, HTTP11Connection):
+            if not isinstance(slot, _Connecting):
                 slot.close()
         # Let the transports run their close callbacks before the loop moves on.
         await asyncio.sleep(0)
@@ -209,6 +230,8 @@ class ConnectionPool:
             if slot is None:
                 slot = await self._wait_for_slot(origin, key, request.timeout.pool)
             conn = await self._connect(slot, request) if isinstance(slot, _Connecting) else slot
+            if isinstance(conn, HTTP2Connection) and not await self._alive(conn):
+                continue
             try:
                 return await conn.handle_request(request)
             except StaleConnection:
@@ -231,13 +254,22 @@ class ConnectionPool:
         now = time.monotonic()
         expiry = self._limits.keepalive_expiry
         for slot in self._slots:
-            if slot.key == key and slot.state == "idle":
-                assert isinstance(slot, HTTP11Connection)
+            if slot.key != key or isinstance(slot, _Connecting):
+                continue
+            if isinstance(slot, HTTP2Connection):
+                if slot.is_usable():
+                    slot.reserve()
+                    return slot
+                continue
+            if slot.state == "idle":
                 if not slot.is_usable() or (expiry is not None and now - slot.idle_since >= expiry):
                     self._discard(slot)
                     return self._assign(origin, key, ahead)
                 slot.reserve()
                 return slot
+        may_multiplex = self._may_multiplex(origin, key)
+        if may_multiplex and any(isinstance(s, _Connecting) and s.key == key and s.may_multiplex for s in self._slots):
+            return None  # wait for the pending handshake's ALPN answer
         draining = sum(1 for s in self._slots if s.key == key and s.state == "draining")
         if draining:
             if ahead is None:
@@ -251,15 +283,19 @@ class ConnectionPool:
         total = limits.max_connections
         if total is not None and len(self._slots) >= total:
             victim = next((s for s in self._slots if s.state == "idle"), None)
-            if victim is None:
+            if victim is None or isinstance(victim, _Connecting):
                 return None
-            assert isinstance(victim, HTTP11Connection)
             self._discard(victim)
-        slot_new = _Connecting(origin, key)
+        slot_new = _Connecting(origin, key, may_multiplex)
         self._slots.append(slot_new)
         return slot_new
 
-    def _discard(self, conn: HTTP11Connection) -> None:
+    def _may_multiplex(self, origin: Origin, key: Key) -> bool:
+        if not self._http2 or key in self._h1_only:
+            return False
+        return origin.scheme == "https" or self._prior_knowledge
+
+    def _discard(self, conn: Connection) -> None:
         if conn in self._slots:
             self._slots.remove(conn)
         conn.close()
@@ -269,7 +305,7 @@ class ConnectionPool:
             self._slots.remove(slot)
         self._wake()
 
-    def _on_change(self, conn: HTTP11Connection) -> None:
+    def _on_change(self, conn: Connection) -> None:
         """A connection changed state on its own (request done, peer closed...)."""
         if conn.state == "closed":
             if conn in self._slots:
@@ -279,11 +315,10 @@ class ConnectionPool:
                 conn.close()
                 return
             limits = self._limits
-            idle = [s for s in self._slots if s.state == "idle"]
+            idle = [s for s in self._slots if s.state == "idle" and not isinstance(s, _Connecting)]
             if limits.max_keepalive_connections is not None and len(idle) > limits.max_keepalive_connections:
-                assert all(isinstance(s, HTTP11Connection) for s in idle)
-                oldest = min(idle, key=lambda s: s.idle_since)  # type: ignore[union-attr]
-                assert isinstance(oldest, HTTP11Connection)
+                oldest = min(idle, key=lambda s: s.idle_since)
+                assert not isinstance(oldest, _Connecting)
                 self._discard(oldest)
             if self._sweeper is None and limits.keepalive_expiry is not None:
                 loop = asyncio.get_running_loop()
@@ -297,7 +332,7 @@ class ConnectionPool:
         if expiry is None or self._closed:
             return
         now = time.monotonic()
-        idle = [s for s in self._slots if isinstance(s, HTTP11Connection) and s.state == "idle"]
+        idle = [s for s in self._slots if not isinstance(s, _Connecting) and s.state == "idle"]
         for conn in idle:
             if now - conn.idle_since >= expiry:
                 self._discard(conn)
@@ -328,6 +363,8 @@ class ConnectionPool:
         """A slot was assigned to a request that was cancelled before using it."""
         if isinstance(slot, _Connecting):
             self._remove_slot(slot)
+        elif isinstance(slot, HTTP2Connection):
+            slot.unreserve()
         elif slot.state == "active" and slot.requests == 0:
             self._discard(slot)
             self._wake()
@@ -367,7 +404,7 @@ class ConnectionPool:
             self._ssl_context = create_ssl_context(self._tls)
         return self._ssl_context
 
-    async def _connect(self, slot: _Connecting, request: Request) -> HTTP11Connection:
+    async def _connect(self, slot: _Connecting, request: Request) -> Connection:
         origin = slot.origin
         assert request.timeout is not None
         try:
@@ -386,11 +423,47 @@ class ConnectionPool:
             connected.transport.abort()
             raise PoolClosed("the connection pool was closed while connecting")
         self.connects += 1
-        conn = HTTP11Connection(origin, slot.key, limits=self._limits, on_change=self._on_change)
+        if origin.scheme == "https":
+            use_h2 = connected.alpn == "h2"
+            if connected.alpn is None and not self._http1:
+                use_h2 = True  # the server ignored ALPN; we offered nothing else
+        else:
+            use_h2 = self._prior_knowledge
+        conn: Connection
+        if use_h2:
+            conn = HTTP2Connection(origin, slot.key, limits=self._limits, on_change=self._on_change)
+            conn.reserve()
+        else:
+            if not self._http1:
+                connected.transport.abort()
+                self._remove_slot(slot)
+                raise ConnectError(f"{origin} does not speak HTTP/2 (ALPN picked {connected.alpn!r})")
+            if self._http2:
+                self._h1_only.add(slot.key)
+            conn = HTTP11Connection(origin, slot.key, limits=self._limits, on_change=self._on_change)
         self._slots[self._slots.index(slot)] = conn
         connected.handoff.hand_to(conn.protocol)
         if conn.state == "closed" or not conn.protocol.is_usable:
             self._discard(conn)
             self._wake()
             raise ConnectError(f"{origin} closed the connection right after it was opened")
+        self._wake()  # requests waiting for this handshake's ALPN answer
         return conn
+
+    async def _alive(self, conn: HTTP2Connection) -> bool:
+        """PING a long-idle HTTP/2 connection before reusing it; False if it is dead."""
+        after = self._limits.h2_ping_after
+        if after is None or conn.requests == 0 or conn.protocol.streams:
+            return True
+        if time.monotonic() - conn.idle_since < after:
+            return True
+        try:
+            alive = await conn.ping(1.0)
+        except BaseException:
+            self._give_back(conn)
+            raise
+        if not alive:
+            self._give_back(conn)
+            self._discard(conn)
+            self._wake()
+        return alive

@@ -48,6 +48,21 @@ def _https_server(cert_files: dict[str, str]) -> Iterator[HypercornServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def _h2_server(cert_files: dict[str, str]) -> Iterator[HypercornServer]:
+    server = HypercornServer(App(), certfile=cert_files["cert"], keyfile=cert_files["key"], alpn=("h2", "http/1.1"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def h2_server(_h2_server: HypercornServer) -> HypercornServer:
+    """hypercorn over TLS offering h2 and http/1.1 by ALPN (plain port: h2c by prior knowledge)."""
+    _h2_server.app.reset()
+    return _h2_server
+
+
 @pytest.fixture
 def server(_http_server: HypercornServer) -> HypercornServer:
     """hypercorn over plain HTTP/1.1, its connection count reset for this test."""
@@ -99,7 +114,9 @@ def open_fds() -> int:
 
 
 @pytest.fixture
-async def no_leaks(_http_server: HypercornServer, _https_server: HypercornServer) -> object:
+async def no_leaks(
+    _http_server: HypercornServer, _https_server: HypercornServer, _h2_server: HypercornServer
+) -> object:
     """Check that a test leaves no extra tasks or file descriptors behind.
 
     The session's servers are started first so their own descriptors are not

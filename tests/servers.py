@@ -195,8 +195,16 @@ class App:
 class HypercornServer:
     """hypercorn on 127.0.0.1 in a thread of its own."""
 
-    def __init__(self, app: App, *, certfile: str | None = None, keyfile: str | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        *,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+        alpn: tuple[str, ...] = ("http/1.1",),
+    ) -> None:
         self.app = app
+        self._alpn = alpn
         self._certfile = certfile
         self._keyfile = keyfile
         self.port = 0
@@ -228,7 +236,7 @@ class HypercornServer:
         if self._certfile:
             config.certfile = self._certfile
             config.keyfile = self._keyfile
-            config.alpn_protocols = ["http/1.1"]
+            config.alpn_protocols = list(self._alpn)
 
         def run() -> None:
             loop = asyncio.new_event_loop()

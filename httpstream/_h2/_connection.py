@@ -1,0 +1,177 @@
+"""One HTTP/2 connection as the pool sees it: many streams, the HTTP/2 release rules.
+
+States (``state``), as the pool counts them: ACTIVE while a stream is open or
+reserved, IDLE with none, CLOSED once gone or after GOAWAY with no stream left.
+``is_usable()`` says whether a new stream may start now: not closed, no GOAWAY,
+fewer open (and reserved) streams than the peer's SETTINGS_MAX_CONCURRENT_STREAMS
+and our own ``Limits.max_concurrent_streams``.
+
+Release rules (DESIGN.md, HTTP/2 column):
+- body read to the end: the stream ends and its slot is free;
+- ``aclose()`` early, or the caller cancelled: RST_STREAM(CANCEL), the unread
+  bytes' credit goes back to the connection window, the connection stays usable;
+- a response dropped unclosed: ResourceWarning, then the same reset.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .._config import Limits
+from .._exceptions import HTTPStreamError, LocalProtocolError, ReadError
+from .._models import Request, Response
+from .._streams import ResponseStream
+from ._protocol import H2Protocol, H2Stream
+
+if TYPE_CHECKING:
+    from .._urls import Origin
+
+__all__ = ["HTTP2Connection"]
+
+
+class HTTP2Connection:
+    """An HTTP/2 connection multiplexing many requests."""
+
+    multiplexed = True
+    http_version = "HTTP/2"
+
+    def __init__(
+        self,
+        origin: Origin,
+        key: tuple[object, ...],
+        *,
+        limits: Limits,
+        on_change: Callable[[HTTP2Connection], None],
+    ) -> None:
+        self.origin = origin
+        self.key = key
+        self.requests = 0
+        self.reserved = 0
+        self.idle_since = time.monotonic()
+        self._limits = limits
+        self._on_change = on_change
+        self._closed = False
+        self.protocol = H2Protocol(limits=limits, on_stream_closed=self._stream_closed, on_state=self._state_changed)
+
+    # -- the pool's view ------------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        if self._closed or (self.protocol.lost or (self.protocol.goaway and not self.protocol.streams)):
+            return "closed"
+        if self.protocol.streams or self.reserved:
+            return "active"
+        return "idle"
+
+    @property
+    def is_idle(self) -> bool:
+        return self.state == "idle"
+
+    @property
+    def is_closed(self) -> bool:
+        return self.state == "closed"
+
+    def is_usable(self) -> bool:
+        proto = self.protocol
+        return (
+            not self._closed and proto.is_usable and len(proto.streams) + self.reserved < proto.max_streams
+        )
+
+    def reserve(self) -> None:
+        self.reserved += 1
+
+    def unreserve(self) -> None:
+        self.reserved = max(0, self.reserved - 1)
+        if self.state == "idle":
+            self.idle_since = time.monotonic()
+        self._on_change(self)
+
+    def active_streams(self) -> int:
+        return len(self.protocol.streams)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.protocol.close()
+
+    async def ping(self, timeout: float) -> bool:
+        return await self.protocol.ping(timeout)
+
+    def __repr__(self) -> str:
+        return f"<HTTP2Connection {self.origin} {self.state} streams={len(self.protocol.streams)}>"
+
+    # -- one request ---------------------------------------------------------------------------
+    async def handle_request(self, request: Request) -> Response:
+        self.reserved = max(0, self.reserved - 1)
+        self.requests += 1
+        proto = self.protocol
+        if not proto.is_usable:
+            error = proto.error or ReadError("the HTTP/2 connection is closing")
+            from .._exceptions import StaleConnection
+
+            self._on_change(self)
+            raise StaleConnection(f"HTTP/2 connection unusable before the request was sent: {error}")
+        timeout = request.timeout
+        read_timeout = timeout.read if timeout is not None else None
+        write_timeout = timeout.write if timeout is not None else None
+        url = request.url
+        host = request.headers.get_raw(b"host")
+        authority = host[0] if host else url.netloc.encode("ascii")
+        headers = proto.request_headers(request.method, url.scheme, authority, url.target, request.headers)
+        content = request.content
+        stream = proto.open_stream(request.method, read_timeout)
+        try:
+            proto.send_headers(stream, headers, end_stream=content is None or content == b"")
+            if isinstance(content, bytes):
+                if content:
+                    await proto.send_body(stream, content, write_timeout)
+                    proto.end_request(stream)
+            elif content is not None:
+                async for chunk in content:
+                    if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                        raise LocalProtocolError(
+                            f"request body iterator yielded {type(chunk).__name__}, not bytes"
+                        )
+                    if stream.closed or stream.ended:
+                        break
+                    if chunk:
+                        await proto.send_body(stream, bytes(chunk), write_timeout)
+                proto.end_request(stream)
+            proto.arm_head_timer(stream)
+            status, fields = await stream.head_waiter
+        except BaseException as exc:
+            waiter = stream.head_waiter
+            if (
+                isinstance(exc, HTTPStreamError)
+                and waiter.done()
+                and not waiter.cancelled()
+                and waiter.exception() is None
+            ):
+                status, fields = waiter.result()  # answered before the body was all sent
+            else:
+                reason = exc if isinstance(exc, HTTPStreamError) else ReadError("request cancelled")
+                proto.cancel(stream, reason)
+                if waiter.done() and not waiter.cancelled():
+                    waiter.exception()
+                raise
+        buffer = stream.buffer
+        assert buffer is not None
+        response = Response(
+            status,
+            headers=fields,
+            http_version="HTTP/2",
+            request=request,
+            stream=ResponseStream(buffer, lambda: proto.release(stream)),
+        )
+        response.trailers = stream.trailers
+        return response
+
+    # -- callbacks (synchronous) ------------------------------------------------------------------
+    def _stream_closed(self, stream: H2Stream) -> None:
+        if not self.protocol.streams and not self.reserved:
+            self.idle_since = time.monotonic()
+        self._on_change(self)
+
+    def _state_changed(self) -> None:
+        self._on_change(self)

@@ -1,0 +1,541 @@
+"""The asyncio Protocol of one HTTP/2 connection.
+
+Theory of operation
+-------------------
+Push model, as aioquic wraps its core: ``data_received`` feeds h2, the events
+are dispatched to per-stream state (head waiter, body buffer, trailers), and
+everything h2 wants to send goes out in one ``transport.write``.  No reader lock,
+no task per stream: streams never take turns reading the socket.
+
+Flow control (RFC 9113 section 5.2): h2 only tells us what arrived.  WINDOW_UPDATE
+is sent for bytes the *caller consumed*: each stream's body buffer reports what
+it handed out (``on_consumed``) and we acknowledge exactly that to h2, which sends
+the update once enough has accumulated.  A slow reader therefore holds at most its
+stream window in memory and stalls only itself, since the connection window is
+larger than any one stream's.  Bytes dropped by an early close are acknowledged
+too, so the connection window never leaks credit; DATA that arrives for a stream
+we already reset is credited by h2 itself.
+
+Uploads send no more than the peer's windows allow: a sender waits on a future
+that WINDOW_UPDATE (or a SETTINGS change) resolves, with the write timeout as a
+``call_later`` deadline.
+
+Errors are converted here, at the one place h2 is called: a protocol error from
+the peer fails every open stream with a ``RemoteProtocolError`` carrying the
+cause and closes the connection; RST_STREAM fails only its stream, with its error
+code; GOAWAY stops new streams and fails those above its last stream id with
+``StaleConnection`` (never processed, so the pool may retry them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+
+from .._config import Limits
+from .._exceptions import (
+    ReadError,
+    ReadTimeout,
+    RemoteProtocolError,
+    StaleConnection,
+    WriteError,
+    WriteTimeout,
+)
+from .._headers import Headers
+from .._streams import BodyBuffer
+
+__all__ = ["H2Protocol", "H2Stream"]
+
+# RFC 9113 section 8.2.2: connection-specific fields must not be sent.
+_HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"host"}
+)
+
+
+class H2Stream:
+    """One request/response exchange on the connection."""
+
+    __slots__ = (
+        "stream_id",
+        "method",
+        "head_waiter",
+        "head_timer",
+        "buffer",
+        "trailers",
+        "ended",
+        "request_done",
+        "closed",
+        "error",
+        "informational",
+        "read_timeout",
+    )
+
+    def __init__(self, stream_id: int, method: str, read_timeout: float | None) -> None:
+        self.stream_id = stream_id
+        self.method = method
+        self.head_waiter: asyncio.Future[tuple[int, Headers]] = asyncio.get_running_loop().create_future()
+        self.head_timer: asyncio.TimerHandle | None = None
+        self.buffer: BodyBuffer | None = None
+        self.trailers = Headers()
+        self.ended = False  # the response body ended (END_STREAM)
+        self.request_done = False  # our side ended (END_STREAM sent)
+        self.closed = False  # forgotten: reset, failed or both sides ended
+        self.error: BaseException | None = None
+        self.informational = 0
+        self.read_timeout = read_timeout
+
+
+class H2Protocol(asyncio.Protocol):
+    """Bytes in, events out, for one HTTP/2 connection."""
+
+    def __init__(
+        self,
+        *,
+        limits: Limits,
+        on_stream_closed: Callable[[H2Stream], None],
+        on_state: Callable[[], None],
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._limits = limits
+        self._on_stream_closed = on_stream_closed
+        self._on_state = on_state
+        config = h2.config.H2Configuration(client_side=True, header_encoding=None, validate_inbound_headers=True)
+        self.h2 = h2.connection.H2Connection(config=config)
+        self.h2.local_settings = h2.settings.Settings(
+            client=True,
+            initial_values={
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: limits.h2_stream_window,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: limits.h2_max_frame_size,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_bytes,
+            },
+        )
+        # Settings given up front count as in force from the first frame, so h2
+        # never "acknowledges" them into its own limits: set those here.
+        self.h2.max_inbound_frame_size = limits.h2_max_frame_size
+        self.h2.decoder.max_header_list_size = limits.max_header_bytes
+        self.transport: asyncio.Transport | None = None
+        self.streams: dict[int, H2Stream] = {}
+        self.lost = False
+        self.goaway = False
+        self.error: BaseException | None = None
+        self._write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._window_waiters: list[asyncio.Future[None]] = []
+        self._ping_waiters: dict[bytes, asyncio.Future[None]] = {}
+
+    # -- asyncio callbacks -----------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.h2.initiate_connection()
+        extra = self._limits.h2_connection_window - self.h2.inbound_flow_control_window
+        if extra > 0:
+            self.h2.increment_flow_control_window(extra)
+        self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self.flush()  # h2 queued a GOAWAY that says why
+            self.connection_error(RemoteProtocolError(f"HTTP/2 protocol error from the server: {exc}"))
+            return
+        for event in events:
+            self._dispatch(event)
+        self.flush()
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self.error is None:
+            cause = f": {exc}" if exc is not None else ""
+            error: BaseException = (
+                ReadError(f"HTTP/2 connection lost{cause}")
+                if exc is not None
+                else RemoteProtocolError("server closed the HTTP/2 connection")
+            )
+            self._fail_all(error)
+        for waiter in self._drain_waiters + self._window_waiters + list(self._ping_waiters.values()):
+            if not waiter.done():
+                waiter.set_exception(WriteError("HTTP/2 connection lost"))
+        self._on_state()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- events ----------------------------------------------------------------------------
+    def _dispatch(self, event: h2.events.Event) -> None:
+        kind = type(event)
+        if kind is h2.events.DataReceived:
+            assert isinstance(event, h2.events.DataReceived)
+            stream = self.streams.get(event.stream_id or 0)
+            data = event.data or b""
+            padding = (event.flow_controlled_length or 0) - len(data)
+            if padding > 0:
+                self.h2.acknowledge_received_data(padding, event.stream_id or 0)
+            if stream is None or stream.buffer is None:
+                if data:  # not ours any more: give the credit straight back
+                    self._ack(event.stream_id or 0, len(data))
+                return
+            stream.buffer.feed(data)
+        elif kind is h2.events.ResponseReceived:
+            assert isinstance(event, h2.events.ResponseReceived)
+            self._head(event.stream_id or 0, event.headers or [])
+        elif kind is h2.events.StreamEnded:
+            stream = self.streams.get(event.stream_id or 0)  # type: ignore[attr-defined]
+            if stream is not None:
+                stream.ended = True
+                if stream.buffer is not None:
+                    stream.buffer.feed_eof()
+                elif not stream.head_waiter.done():
+                    stream.head_waiter.set_exception(
+                        RemoteProtocolError("server ended the stream without a response head")
+                    )
+                self._maybe_done(stream)
+        elif kind is h2.events.TrailersReceived:
+            assert isinstance(event, h2.events.TrailersReceived)
+            stream = self.streams.get(event.stream_id or 0)
+            if stream is not None:
+                stream.trailers.extend_raw((n, v) for n, v in event.headers or [] if not n.startswith(b":"))
+        elif kind is h2.events.InformationalResponseReceived:
+            assert isinstance(event, h2.events.InformationalResponseReceived)
+            stream = self.streams.get(event.stream_id or 0)
+            if stream is not None:
+                stream.informational += 1
+                if stream.informational > self._limits.max_informational_responses:
+                    self._reset(stream, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                    self._fail(stream, RemoteProtocolError("too many informational (1xx) responses"))
+        elif kind is h2.events.StreamReset:
+            assert isinstance(event, h2.events.StreamReset)
+            stream = self.streams.get(event.stream_id or 0)
+            if stream is not None:
+                code = _code(event.error_code)
+                message = f"server reset HTTP/2 stream {stream.stream_id} with {code}"
+                if event.error_code == h2.errors.ErrorCodes.REFUSED_STREAM and stream.buffer is None:
+                    # RFC 9113 section 8.7: a refused stream was not processed.
+                    self._fail(stream, StaleConnection(message + " (not processed)"))
+                elif stream.ended and stream.buffer is not None and event.error_code == 0:
+                    self._maybe_done(stream, force=True)  # NO_ERROR after a complete answer
+                else:
+                    self._fail(stream, RemoteProtocolError(message, error_code=int(event.error_code or 0)))
+        elif kind is h2.events.WindowUpdated or kind is h2.events.RemoteSettingsChanged:
+            self._wake_senders()
+            if kind is h2.events.RemoteSettingsChanged:
+                self._on_state()
+        elif kind is h2.events.ConnectionTerminated:
+            assert isinstance(event, h2.events.ConnectionTerminated)
+            self._goaway(event)
+        elif kind is h2.events.PingAckReceived:
+            assert isinstance(event, h2.events.PingAckReceived)
+            waiter = self._ping_waiters.pop(bytes(event.ping_data or b""), None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    def _head(self, stream_id: int, raw: list[tuple[bytes, bytes]]) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.head_waiter.done():
+            return
+        status = 0
+        fields: list[tuple[bytes, bytes, bytes]] = []
+        for name, value in raw:
+            if name == b":status":
+                status = int(value)
+            elif not name.startswith(b":"):
+                fields.append((name, name, value))
+        if len(fields) > self._limits.max_header_count:
+            self._reset(stream, h2.errors.ErrorCodes.REFUSED_STREAM)
+            self._fail(
+                stream,
+                RemoteProtocolError(
+                    f"response has {len(fields)} header fields, more than the limit of {self._limits.max_header_count}"
+                ),
+            )
+            return
+        if stream.head_timer is not None:
+            stream.head_timer.cancel()
+            stream.head_timer = None
+        stream.buffer = BodyBuffer(
+            high_water=1 << 62,  # bounded by the stream's flow-control window instead
+            low_water=0,
+            read_timeout=stream.read_timeout,
+            on_consumed=lambda n: self._consumed(stream, n),
+        )
+        stream.head_waiter.set_result((status, Headers.from_triples(fields)))
+
+    def _goaway(self, event: h2.events.ConnectionTerminated) -> None:
+        self.goaway = True
+        last = event.last_stream_id or 0
+        code = _code(event.error_code)
+        for stream in list(self.streams.values()):
+            if stream.stream_id > last:
+                self._fail(
+                    stream,
+                    StaleConnection(
+                        f"server sent GOAWAY ({code}) before processing HTTP/2 stream {stream.stream_id}"
+                    ),
+                )
+        if event.error_code:
+            self.error = RemoteProtocolError(
+                f"server closed the HTTP/2 connection with GOAWAY ({code})", error_code=int(event.error_code)
+            )
+        self._on_state()
+        if not self.streams:
+            self.close()
+
+    # -- streams --------------------------------------------------------------------------------
+    def open_stream(self, method: str, read_timeout: float | None) -> H2Stream:
+        stream_id = self.h2.get_next_available_stream_id()
+        stream = H2Stream(stream_id, method, read_timeout)
+        self.streams[stream_id] = stream
+        return stream
+
+    def send_headers(self, stream: H2Stream, headers: list[tuple[bytes, bytes]], end_stream: bool) -> None:
+        try:
+            self.h2.send_headers(stream.stream_id, headers, end_stream=end_stream)
+        except h2.exceptions.ProtocolError as exc:
+            raise RemoteProtocolError(f"cannot open an HTTP/2 stream: {exc}") from exc
+        if end_stream:
+            stream.request_done = True
+        self.flush()
+
+    async def send_body(self, stream: H2Stream, data: bytes, write_timeout: float | None) -> None:
+        """Send ``data`` as the peer's stream and connection windows allow."""
+        view = memoryview(data)
+        while view:
+            if stream.closed or stream.ended:
+                return  # reset, failed, or the server already answered
+            window = min(self.h2.local_flow_control_window(stream.stream_id), self.h2.max_outbound_frame_size)
+            if window <= 0:
+                await self._wait(self._window_waiters, write_timeout, "the server granted no flow-control window")
+                continue
+            piece = bytes(view[:window])
+            view = view[window:]
+            self.h2.send_data(stream.stream_id, piece)
+            self.flush()
+            if self._write_paused:
+                await self._wait(self._drain_waiters, write_timeout, "the server accepted no request data")
+
+    def end_request(self, stream: H2Stream) -> None:
+        if stream.closed or stream.request_done:
+            return
+        if stream.ended:
+            # The server answered in full before taking the whole body: stop.
+            self._reset(stream, h2.errors.ErrorCodes.NO_ERROR)
+            self._maybe_done(stream, force=True)
+            return
+        self.h2.end_stream(stream.stream_id)
+        stream.request_done = True
+        self.flush()
+        self._maybe_done(stream)
+
+    def arm_head_timer(self, stream: H2Stream) -> None:
+        if stream.read_timeout is not None and not stream.head_waiter.done():
+            stream.head_timer = self._loop.call_later(stream.read_timeout, self._head_expired, stream)
+
+    def _head_expired(self, stream: H2Stream) -> None:
+        if not stream.head_waiter.done():
+            self._reset(stream, h2.errors.ErrorCodes.CANCEL)
+            self._fail(stream, ReadTimeout(f"no response within {stream.read_timeout:g} s (read timeout)"))
+
+    def cancel(self, stream: H2Stream, exc: BaseException) -> None:
+        """The caller gave up on the stream (early close, cancellation): RST_STREAM(CANCEL)."""
+        if stream.closed:
+            return
+        buffer = stream.buffer
+        if buffer is not None:
+            buffer.discard()  # acknowledges the unread bytes: the credit comes back
+        if not (stream.ended and stream.request_done):
+            self._reset(stream, h2.errors.ErrorCodes.CANCEL)
+        self._fail(stream, exc)
+
+    def release(self, stream: H2Stream) -> None:
+        """The caller closed the body: drop what is unread, reset if not finished."""
+        buffer = stream.buffer
+        if stream.closed:
+            if buffer is not None:
+                buffer.discard()
+            return
+        if stream.ended and buffer is not None and buffer.at_eof:
+            return
+        self.cancel(stream, _closed_by_caller())
+
+    def _consumed(self, stream: H2Stream, count: int) -> None:
+        self._ack(stream.stream_id, count)
+
+    def _ack(self, stream_id: int, count: int) -> None:
+        if self.lost or count <= 0:
+            return
+        try:
+            self.h2.acknowledge_received_data(count, stream_id)
+        except h2.exceptions.ProtocolError:
+            return
+        self.flush()
+
+    def _reset(self, stream: H2Stream, code: h2.errors.ErrorCodes) -> None:
+        if self.lost:
+            return
+        try:
+            self.h2.reset_stream(stream.stream_id, code)
+        except h2.exceptions.ProtocolError:
+            pass  # already closed on h2's side
+        self.flush()
+
+    def _fail(self, stream: H2Stream, exc: BaseException) -> None:
+        if stream.closed:
+            return
+        stream.error = exc
+        if stream.head_timer is not None:
+            stream.head_timer.cancel()
+            stream.head_timer = None
+        if not stream.head_waiter.done():
+            stream.head_waiter.set_exception(exc)
+        elif stream.buffer is not None:
+            stream.buffer.feed_error(exc)
+        self._forget(stream)
+
+    def _maybe_done(self, stream: H2Stream, force: bool = False) -> None:
+        if not stream.closed and (force or (stream.ended and stream.request_done)):
+            self._forget(stream)
+
+    def _forget(self, stream: H2Stream) -> None:
+        stream.closed = True
+        self.streams.pop(stream.stream_id, None)
+        self._wake_senders()
+        self._on_stream_closed(stream)
+        if self.goaway and not self.streams:
+            self.close()
+
+    def _fail_all(self, exc: BaseException) -> None:
+        for stream in list(self.streams.values()):
+            self._fail(stream, exc)
+
+    def connection_error(self, exc: BaseException) -> None:
+        """A connection-level error: every open stream fails with it; close."""
+        if self.error is None:
+            self.error = exc
+        self._fail_all(exc)
+        self.close()
+        self._on_state()
+
+    # -- I/O helpers ------------------------------------------------------------------------------
+    def flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _wake_senders(self) -> None:
+        waiters, self._window_waiters = self._window_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _wait(self, queue: list[asyncio.Future[None]], timeout: float | None, what: str) -> None:
+        if self.lost:
+            raise WriteError("HTTP/2 connection lost while sending the request")
+        waiter = self._loop.create_future()
+        queue.append(waiter)
+        timer = None
+        if timeout is not None:
+            timer = self._loop.call_later(timeout, _expire_write, waiter, timeout, what)
+        try:
+            await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    async def ping(self, timeout: float) -> bool:
+        """Send PING and wait for its ACK: the liveness check before reusing an idle connection."""
+        if self.lost or self.transport is None or self.transport.is_closing():
+            return False
+        payload = self._loop.time().hex().encode()[:8].ljust(8, b"0")
+        waiter = self._loop.create_future()
+        self._ping_waiters[payload] = waiter
+        self.h2.ping(payload)
+        self.flush()
+        timer = self._loop.call_later(timeout, _expire_write, waiter, timeout, "no PING answer")
+        try:
+            await waiter
+        except (WriteTimeout, WriteError):
+            return False
+        finally:
+            timer.cancel()
+            self._ping_waiters.pop(payload, None)
+        return True
+
+    @property
+    def is_usable(self) -> bool:
+        transport = self.transport
+        return not (
+            self.lost or self.goaway or self.error is not None or transport is None or transport.is_closing()
+        )
+
+    @property
+    def max_streams(self) -> int:
+        return min(self.h2.remote_settings.max_concurrent_streams, self._limits.max_concurrent_streams)
+
+    def close(self) -> None:
+        """Graceful close: GOAWAY, then the transport."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if not self.lost:
+            try:
+                self.h2.close_connection()
+            except h2.exceptions.ProtocolError:
+                pass
+            self.flush()
+        transport.close()
+
+    def request_headers(
+        self, method: str, scheme: str, authority: bytes, target: str, headers: Headers
+    ) -> list[tuple[bytes, bytes]]:
+        """Pseudo-headers first, then the fields, minus connection-specific ones."""
+        out = [
+            (b":method", method.encode("ascii")),
+            (b":authority", authority),
+            (b":scheme", scheme.encode("ascii")),
+            (b":path", target.encode("ascii")),
+        ]
+        for _, name, value in headers.triples():
+            if name in _HOP_BY_HOP:
+                continue
+            if name == b"te" and value.lower() != b"trailers":
+                continue
+            out.append((name, value))
+        return out
+
+
+def _code(code: object) -> str:
+    try:
+        return h2.errors.ErrorCodes(int(code)).name  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return f"error code {code}"
+
+
+def _closed_by_caller() -> BaseException:
+    from .._exceptions import StreamClosed
+
+    return StreamClosed()
+
+
+def _expire_write(waiter: asyncio.Future[None], seconds: float, what: str) -> None:
+    if not waiter.done():
+        waiter.set_exception(WriteTimeout(f"{what} for {seconds:g} s (write timeout)"))
