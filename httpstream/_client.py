@@ -71,7 +71,7 @@ class AsyncClient:
         cert: CertTypes = None,
         http1: bool = True,
         http2: bool = False,
-        http3: bool = False,
+        http3: bool | str = False,
         follow_redirects: bool = False,
         max_redirects: int = 20,
         transport: AsyncTransport | None = None,

@@ -73,8 +73,12 @@ class Limits:
       reader holds at most one stream window; the connection window is larger so
       one stalled stream never stops the others.
     h2_max_frame_size: the largest frame the server may send us.
-    h2_ping_after: an HTTP/2 connection idle this long is checked with PING
-      before it is reused (None: never).
+    h2_ping_after: an HTTP/2 (or HTTP/3) connection idle this long is checked
+      with PING before it is reused (None: never).
+    h3_stream_window: HTTP/3 per-stream receive window; credit is given for
+      consumed bytes only, so a slow reader holds at most this much per stream.
+    h3_handshake_timeout: how long a QUIC handshake may take before the pool
+      falls back to TCP (and marks the origin broken for ``h3_broken_for`` s).
     """
 
     max_connections: int | None = 100
@@ -93,6 +97,9 @@ class Limits:
     h2_connection_window: int = 16 * 1024 * 1024
     h2_max_frame_size: int = 64 * 1024
     h2_ping_after: float | None = 10.0
+    h3_stream_window: int = 1024 * 1024
+    h3_handshake_timeout: float = 2.0
+    h3_broken_for: float = 300.0
 
     def __post_init__(self) -> None:
         if self.h2_stream_window > 2**31 - 1 or self.h2_connection_window > 2**31 - 1:

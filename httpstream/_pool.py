@@ -53,13 +53,17 @@ from ._config import (
 )
 from ._exceptions import (
     ConnectError,
+    ConnectTimeout,
     LocalProtocolError,
     PoolClosed,
     PoolTimeout,
     StaleConnection,
 )
 from ._h1 import HTTP11Connection
+from ._altsvc import AltSvcCache
 from ._h2 import HTTP2Connection
+from ._h3 import HTTP3Connection, connect_h3
+from ._h3._connection import quic_configuration
 from ._models import Request, Response
 from ._net import open_stream
 from ._urls import Origin
@@ -90,29 +94,36 @@ class PoolStats:
 class _Connecting:
     """A slot reserved for a connection whose DNS/TCP/TLS set-up is running."""
 
-    __slots__ = ("origin", "key", "may_multiplex")
+    __slots__ = ("origin", "key", "may_multiplex", "quic_target")
     state = "connecting"
 
-    def __init__(self, origin: Origin, key: Key, may_multiplex: bool) -> None:
+    def __init__(
+        self, origin: Origin, key: Key, may_multiplex: bool, quic_target: tuple[str, int] | None = None
+    ) -> None:
         self.origin = origin
         self.key = key
-        self.may_multiplex = may_multiplex  # ALPN may pick h2: others wait for it
+        self.may_multiplex = may_multiplex  # ALPN may pick h2 (or it is QUIC): others wait for it
+        self.quic_target = quic_target  # (host, port) of an HTTP/3 attempt
 
     def __repr__(self) -> str:
         return f"<connecting {self.origin}>"
 
 
-Connection = Union[HTTP11Connection, HTTP2Connection]
-Slot = Union[HTTP11Connection, HTTP2Connection, _Connecting]
+Connection = Union[HTTP11Connection, HTTP2Connection, HTTP3Connection]
+Multiplexed = (HTTP2Connection, HTTP3Connection)
+Slot = Union[HTTP11Connection, HTTP2Connection, HTTP3Connection, _Connecting]
 
 
 class _Waiter:
-    __slots__ = ("origin", "key", "future", "timer")
+    __slots__ = ("origin", "key", "future", "timer", "quic_target")
 
-    def __init__(self, origin: Origin, key: Key, future: asyncio.Future[Slot]) -> None:
+    def __init__(
+        self, origin: Origin, key: Key, future: asyncio.Future[Slot], quic_target: tuple[str, int] | None
+    ) -> None:
         self.origin = origin
         self.key = key
         self.future = future
+        self.quic_target = quic_target
         self.timer: asyncio.TimerHandle | None = None
 
 
@@ -128,14 +139,17 @@ class ConnectionPool:
         cert: CertTypes = None,
         http1: bool = True,
         http2: bool = False,
-        http3: bool = False,
+        http3: bool | str = False,
         http2_prior_knowledge: bool = False,
         local_address: str | None = None,
     ) -> None:
         if not (http1 or http2):
             raise ValueError("enable at least one of http1 and http2")
-        if http3:
-            raise ValueError("HTTP/3 is not part of this build yet")
+        if http3 not in (True, False, "only"):
+            raise ValueError('http3 takes True (Alt-Svc discovery), False, or "only" (HTTP/3 straight away)')
+        self._http3 = http3
+        self._altsvc = AltSvcCache(broken_for=limits.h3_broken_for)
+        self._tickets: dict[Origin, object] = {}  # QUIC session tickets, to resume
         self._limits = limits
         self._timeout = timeout
         self._http1 = http1
@@ -170,7 +184,7 @@ class ConnectionPool:
         for slot in self._slots:
             counts[slot.state] = counts.get(slot.state, 0) + 1
         queued = sum(1 for w in self._waiters if not w.future.done())
-        streams = sum(s.active_streams() for s in self._slots if isinstance(s, HTTP2Connection))
+        streams = sum(s.active_streams() for s in self._slots if isinstance(s, Multiplexed))
         return PoolStats(
             connections=len(self._slots),
             connecting=counts["connecting"],
@@ -223,24 +237,56 @@ class ConnectionPool:
         if request.timeout is None:
             request.timeout = self._timeout
         origin = url.origin
-        key: Key = (origin, self._tls_key) if origin.scheme == "https" else (origin,)
         retried = False
         while True:
-            slot = self._assign(origin, key)
+            key, quic_target = self._route(origin)
+            slot = self._assign(origin, key, None, quic_target)
             if slot is None:
-                slot = await self._wait_for_slot(origin, key, request.timeout.pool)
-            conn = await self._connect(slot, request) if isinstance(slot, _Connecting) else slot
-            if isinstance(conn, HTTP2Connection) and not await self._alive(conn):
+                slot = await self._wait_for_slot(origin, key, request.timeout.pool, quic_target)
+            if isinstance(slot, _Connecting):
+                try:
+                    conn = await self._connect(slot, request)
+                except (ConnectError, ConnectTimeout):
+                    if slot.quic_target is None or self._http3 == "only":
+                        raise
+                    # RFC 7838 section 2.4: the alternative failed; use the origin
+                    # over TCP and stop trying the alternative for a while.
+                    self._altsvc.mark_broken(origin, time.monotonic())
+                    continue
+            else:
+                conn = slot
+            if isinstance(conn, Multiplexed) and not await self._alive(conn):
                 continue
             try:
-                return await conn.handle_request(request)
+                response = await conn.handle_request(request)
             except StaleConnection:
                 if retried or not (request.is_idempotent and request.is_replayable):
                     raise
                 retried = True
+                continue
+            if self._http3 and origin.scheme == "https" and not isinstance(conn, HTTP3Connection):
+                alt_svc = response.headers.get_list("alt-svc")
+                if alt_svc:
+                    self._altsvc.update(origin, alt_svc, time.monotonic())
+            return response
+
+    def _route(self, origin: Origin) -> tuple[Key, tuple[str, int] | None]:
+        """The pool key for a request to ``origin``, and where QUIC goes, if it does."""
+        if origin.scheme != "https":
+            return (origin,), None
+        if self._http3 == "only":
+            return (origin, self._tls_key, "h3", origin.host, origin.port), (origin.host, origin.port)
+        if self._http3:
+            service = self._altsvc.lookup(origin, time.monotonic())
+            if service is not None:
+                host = service.host or origin.host
+                return (origin, self._tls_key, "h3", host, service.port), (host, service.port)
+        return (origin, self._tls_key), None
 
     # -- bookkeeping (synchronous) -------------------------------------------------
-    def _assign(self, origin: Origin, key: Key, ahead: int | None = None) -> Slot | None:
+    def _assign(
+        self, origin: Origin, key: Key, ahead: int | None = None, quic_target: tuple[str, int] | None = None
+    ) -> Slot | None:
         """An idle usable connection of ``key``, a new CONNECTING slot, or None.
 
         ``ahead`` is how many queued requests for ``key`` come first (None: all
@@ -256,7 +302,7 @@ class ConnectionPool:
         for slot in self._slots:
             if slot.key != key or isinstance(slot, _Connecting):
                 continue
-            if isinstance(slot, HTTP2Connection):
+            if isinstance(slot, Multiplexed):
                 if slot.is_usable():
                     slot.reserve()
                     return slot
@@ -264,10 +310,10 @@ class ConnectionPool:
             if slot.state == "idle":
                 if not slot.is_usable() or (expiry is not None and now - slot.idle_since >= expiry):
                     self._discard(slot)
-                    return self._assign(origin, key, ahead)
+                    return self._assign(origin, key, ahead, quic_target)
                 slot.reserve()
                 return slot
-        may_multiplex = self._may_multiplex(origin, key)
+        may_multiplex = quic_target is not None or self._may_multiplex(origin, key)
         if may_multiplex and any(isinstance(s, _Connecting) and s.key == key and s.may_multiplex for s in self._slots):
             return None  # wait for the pending handshake's ALPN answer
         draining = sum(1 for s in self._slots if s.key == key and s.state == "draining")
@@ -286,7 +332,7 @@ class ConnectionPool:
             if victim is None or isinstance(victim, _Connecting):
                 return None
             self._discard(victim)
-        slot_new = _Connecting(origin, key, may_multiplex)
+        slot_new = _Connecting(origin, key, may_multiplex, quic_target)
         self._slots.append(slot_new)
         return slot_new
 
@@ -350,7 +396,7 @@ class ConnectionPool:
             if waiter.future.done():
                 self._waiters.remove(waiter)
                 continue
-            slot = self._assign(waiter.origin, waiter.key, ahead.get(waiter.key, 0))
+            slot = self._assign(waiter.origin, waiter.key, ahead.get(waiter.key, 0), waiter.quic_target)
             if slot is None:
                 ahead[waiter.key] = ahead.get(waiter.key, 0) + 1
                 continue
@@ -363,7 +409,7 @@ class ConnectionPool:
         """A slot was assigned to a request that was cancelled before using it."""
         if isinstance(slot, _Connecting):
             self._remove_slot(slot)
-        elif isinstance(slot, HTTP2Connection):
+        elif isinstance(slot, Multiplexed):
             slot.unreserve()
         elif slot.state == "active" and slot.requests == 0:
             self._discard(slot)
@@ -373,10 +419,12 @@ class ConnectionPool:
             self._on_change(slot)
 
     # -- waiting and connecting ------------------------------------------------------
-    async def _wait_for_slot(self, origin: Origin, key: Key, timeout: float | None) -> Slot:
+    async def _wait_for_slot(
+        self, origin: Origin, key: Key, timeout: float | None, quic_target: tuple[str, int] | None
+    ) -> Slot:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Slot] = loop.create_future()
-        waiter = _Waiter(origin, key, future)
+        waiter = _Waiter(origin, key, future, quic_target)
         self._waiters.append(waiter)
         if timeout is not None:
             waiter.timer = loop.call_later(timeout, self._waiter_expired, waiter, timeout)
@@ -405,6 +453,8 @@ class ConnectionPool:
         return self._ssl_context
 
     async def _connect(self, slot: _Connecting, request: Request) -> Connection:
+        if slot.quic_target is not None:
+            return await self._connect_quic(slot, request)
         origin = slot.origin
         assert request.timeout is not None
         try:
@@ -450,8 +500,49 @@ class ConnectionPool:
         self._wake()  # requests waiting for this handshake's ALPN answer
         return conn
 
-    async def _alive(self, conn: HTTP2Connection) -> bool:
-        """PING a long-idle HTTP/2 connection before reusing it; False if it is dead."""
+    async def _connect_quic(self, slot: _Connecting, request: Request) -> HTTP3Connection:
+        origin = slot.origin
+        assert slot.quic_target is not None and request.timeout is not None
+        host, port = slot.quic_target
+        timeout = request.timeout.connect
+        if self._http3 != "only":
+            limit = self._limits.h3_handshake_timeout
+            timeout = limit if timeout is None else min(timeout, limit)
+        config = quic_configuration(
+            server_name=origin.host, verify=self._tls.verify, cert=self._tls.cert, limits=self._limits
+        )
+        ticket = self._tickets.get(origin)
+        if ticket is not None and getattr(ticket, "is_valid", False):
+            config.session_ticket = ticket  # type: ignore[assignment]
+
+        def keep_ticket(new_ticket: object) -> None:
+            self._tickets[origin] = new_ticket
+
+        try:
+            conn = await connect_h3(
+                origin,
+                slot.key,
+                host=host,
+                port=port,
+                config=config,
+                limits=self._limits,
+                timeout=timeout,
+                on_change=self._on_change,
+                on_ticket=keep_ticket,
+            )
+        except BaseException:
+            self._remove_slot(slot)
+            raise
+        if self._closed or slot not in self._slots:
+            conn.close()
+            raise PoolClosed("the connection pool was closed while connecting")
+        self.connects += 1
+        self._slots[self._slots.index(slot)] = conn
+        self._wake()
+        return conn
+
+    async def _alive(self, conn: HTTP2Connection | HTTP3Connection) -> bool:
+        """PING a long-idle multiplexed connection before reusing it; False if it is dead."""
         after = self._limits.h2_ping_after
         if after is None or conn.requests == 0 or conn.protocol.streams:
             return True

@@ -1,0 +1,263 @@
+"""One HTTP/3 (QUIC) connection as the pool sees it, and how one is opened.
+
+The pool treats it like an HTTP/2 connection: many streams, ACTIVE with any
+stream open or reserved, IDLE with none, CLOSED once the QUIC connection ended
+(CONNECTION_CLOSE from either side, idle timeout, a fatal error).
+
+Release rules (DESIGN.md, HTTP/3 column): full read ends the stream and frees its
+slot; ``aclose()`` early or cancellation sends STOP_SENDING + RESET_STREAM with
+H3_REQUEST_CANCELLED and keeps the connection; a dropped response is reset the
+same way with a ResourceWarning.
+
+``connect_h3`` resolves the host, opens a connected UDP endpoint (so an ICMP
+"port unreachable" fails the attempt at once instead of waiting out the
+deadline), and runs the handshake within ``timeout``.  TLS verification follows
+the same ``verify=`` setting as TCP.  Session tickets are handed to the caller
+(the pool keeps them per origin) and offered on the next connection to resume;
+requests are never sent as 0-RTT early data, so no request can be replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.tls import SessionTicket
+
+from .._config import CertTypes, Limits
+from .._exceptions import ConnectError, ConnectTimeout, HTTPStreamError, LocalProtocolError, ReadError, StaleConnection
+from .._models import Request, Response
+from .._streams import ResponseStream
+from ._protocol import H3Protocol, H3Stream, _CreditedQuic
+
+if TYPE_CHECKING:
+    from .._urls import Origin
+
+__all__ = ["HTTP3Connection", "connect_h3"]
+
+_UDP_BUFFER = 4 * 1024 * 1024
+
+
+class HTTP3Connection:
+    """An HTTP/3 connection multiplexing many requests over QUIC."""
+
+    multiplexed = True
+    http_version = "HTTP/3"
+
+    def __init__(
+        self,
+        origin: Origin,
+        key: tuple[object, ...],
+        quic: _CreditedQuic,
+        *,
+        limits: Limits,
+        on_change: Callable[[HTTP3Connection], None],
+    ) -> None:
+        self.origin = origin
+        self.key = key
+        self.requests = 0
+        self.reserved = 0
+        self.idle_since = time.monotonic()
+        self._on_change = on_change
+        self._closed = False
+        self.protocol = H3Protocol(quic, limits=limits, on_stream_closed=self._stream_closed, on_state=self._state)
+
+    @property
+    def state(self) -> str:
+        if self._closed or self.protocol.terminated:
+            return "closed"
+        if self.protocol.streams or self.reserved:
+            return "active"
+        return "idle"
+
+    @property
+    def is_idle(self) -> bool:
+        return self.state == "idle"
+
+    @property
+    def is_closed(self) -> bool:
+        return self.state == "closed"
+
+    def is_usable(self) -> bool:
+        return not self._closed and self.protocol.is_usable and self.protocol.can_open(self.reserved)
+
+    def reserve(self) -> None:
+        self.reserved += 1
+
+    def unreserve(self) -> None:
+        self.reserved = max(0, self.reserved - 1)
+        if self.state == "idle":
+            self.idle_since = time.monotonic()
+        self._on_change(self)
+
+    def active_streams(self) -> int:
+        return len(self.protocol.streams)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.protocol.close()
+
+    async def ping(self, timeout: float) -> bool:
+        return await self.protocol.ping(timeout)
+
+    def __repr__(self) -> str:
+        return f"<HTTP3Connection {self.origin} {self.state} streams={len(self.protocol.streams)}>"
+
+    async def handle_request(self, request: Request) -> Response:
+        self.reserved = max(0, self.reserved - 1)
+        self.requests += 1
+        proto = self.protocol
+        if not proto.is_usable:
+            self._on_change(self)
+            raise StaleConnection(f"HTTP/3 connection unusable before the request was sent: {proto.error}")
+        timeout = request.timeout
+        read_timeout = timeout.read if timeout is not None else None
+        write_timeout = timeout.write if timeout is not None else None
+        url = request.url
+        host = request.headers.get_raw(b"host")
+        authority = host[0] if host else url.netloc.encode("ascii")
+        headers = proto.request_headers(request.method, "https", authority, url.target, request.headers)
+        content = request.content
+        stream = proto.open_stream(read_timeout)
+        try:
+            proto.send_headers(stream, headers, end_stream=content is None or content == b"")
+            if isinstance(content, bytes):
+                if content:
+                    for start in range(0, len(content), 65536):
+                        await proto.send_body(stream, content[start : start + 65536], write_timeout)
+                    proto.end_request(stream)
+            elif content is not None:
+                async for chunk in content:
+                    if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                        raise LocalProtocolError(f"request body iterator yielded {type(chunk).__name__}, not bytes")
+                    if stream.closed or stream.ended:
+                        break
+                    if chunk:
+                        await proto.send_body(stream, bytes(chunk), write_timeout)
+                proto.end_request(stream)
+            proto.arm_head_timer(stream)
+            status, fields = await stream.head_waiter
+        except BaseException as exc:
+            waiter = stream.head_waiter
+            if isinstance(exc, HTTPStreamError) and waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                status, fields = waiter.result()
+            else:
+                proto.cancel(stream, exc if isinstance(exc, HTTPStreamError) else ReadError("request cancelled"))
+                if waiter.done() and not waiter.cancelled():
+                    waiter.exception()
+                raise
+        buffer = stream.buffer
+        assert buffer is not None
+        response = Response(
+            status,
+            headers=fields,
+            http_version="HTTP/3",
+            request=request,
+            stream=ResponseStream(buffer, lambda: proto.release(stream)),
+        )
+        response.trailers = stream.trailers
+        return response
+
+    def _stream_closed(self, stream: H3Stream) -> None:
+        if not self.protocol.streams and not self.reserved:
+            self.idle_since = time.monotonic()
+        self._on_change(self)
+
+    def _state(self) -> None:
+        self._on_change(self)
+
+
+def quic_configuration(
+    *, server_name: str, verify: bool | str | ssl.SSLContext, cert: CertTypes, limits: Limits
+) -> QuicConfiguration:
+    """QUIC's TLS settings from the same ``verify=`` / ``cert=`` the TCP side uses."""
+    config = QuicConfiguration(
+        is_client=True,
+        alpn_protocols=["h3"],
+        server_name=server_name,
+        max_stream_data=limits.h3_stream_window,
+        max_data=limits.h2_connection_window,
+        idle_timeout=60.0,
+    )
+    if verify is False:
+        config.verify_mode = ssl.CERT_NONE
+    elif isinstance(verify, str):
+        config.load_verify_locations(cafile=verify)
+    else:
+        # True, or an SSLContext (whose CA set cannot be carried over to QUIC's
+        # TLS stack): the system's default trust store.
+        paths = ssl.get_default_verify_paths()
+        if paths.cafile:
+            config.load_verify_locations(cafile=paths.cafile)
+        elif paths.capath:
+            config.load_verify_locations(capath=paths.capath)
+        if isinstance(verify, ssl.SSLContext) and verify.verify_mode == ssl.CERT_NONE:
+            config.verify_mode = ssl.CERT_NONE
+    if cert is not None:
+        if isinstance(cert, str):
+            config.load_cert_chain(cert)
+        else:
+            config.load_cert_chain(cert[0], cert[1], *(cert[2:]))
+    return config
+
+
+async def connect_h3(
+    origin: Origin,
+    key: tuple[object, ...],
+    *,
+    host: str,
+    port: int,
+    config: QuicConfiguration,
+    limits: Limits,
+    timeout: float | None,
+    on_change: Callable[[HTTP3Connection], None],
+    on_ticket: Callable[[SessionTicket], None],
+) -> HTTP3Connection:
+    """Open a QUIC connection to ``host:port`` and complete its handshake."""
+    loop = asyncio.get_running_loop()
+    what = f"{host}:{port} (UDP)"
+    transport: asyncio.DatagramTransport | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            addr: Any = infos[0][4]
+            quic = _CreditedQuic(
+                configuration=config, session_ticket_handler=on_ticket, stream_window=limits.h3_stream_window
+            )
+            conn = HTTP3Connection(origin, key, quic, limits=limits, on_change=on_change)
+            transport, _ = await loop.create_datagram_endpoint(lambda: conn.protocol, remote_addr=addr[:2])
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                # Datagrams that find the receive buffer full are lost, and QUIC
+                # reads loss as congestion: give bursts room (the kernel may cap it).
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_BUFFER)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _UDP_BUFFER)
+                except OSError:
+                    pass
+            quic.connect(addr, now=loop.time())
+            conn.protocol.transmit()
+            alpn = await conn.protocol.handshake
+    except BaseException as exc:
+        if transport is not None:
+            transport.close()
+        if isinstance(exc, TimeoutError):
+            raise ConnectTimeout(f"QUIC handshake with {what} took longer than {timeout:g} s") from None
+        if isinstance(exc, ConnectError):
+            raise ConnectError(f"QUIC connection to {what} failed: {exc}") from exc
+        if isinstance(exc, socket.gaierror):
+            raise ConnectError(f"cannot resolve {host!r}: {exc.strerror}") from exc
+        if isinstance(exc, OSError):
+            raise ConnectError(f"cannot open a QUIC connection to {what}: {exc.strerror or exc}") from exc
+        raise
+    if alpn != "h3":
+        conn.close()
+        raise ConnectError(f"{what} did not agree to HTTP/3 (ALPN {alpn!r})")
+    conn.reserve()
+    return conn

@@ -1,0 +1,554 @@
+"""The asyncio DatagramProtocol of one QUIC connection carrying HTTP/3.
+
+Theory of operation
+-------------------
+aioquic is sans-IO; this wraps it the way aioquic's own asyncio glue does, and
+as STYLE.md asks: datagram in -> ``QuicConnection.receive_datagram(now=)`` ->
+dispatch QUIC events through ``H3Connection.handle_event`` to per-stream state ->
+send every pending datagram once -> re-arm the one timer at ``get_timer()``.
+
+Flow control (bounding a slow reader): aioquic raises a stream's receive limit
+(MAX_STREAM_DATA) as soon as data *arrives*, doubling it, so a stream nobody reads
+could buffer without bound.  ``_CreditedQuic`` replaces that one rule for our
+request streams: the limit is what the caller has consumed plus
+``Limits.h3_stream_window``, so at most one window is ever buffered per stream.
+Uploads wait while more than ``_UPLOAD_BUFFER`` bytes sit unacknowledged in
+aioquic's send buffer.  Both rules reach into aioquic internals, which is why
+aioquic is pinned to its 1.x line.
+
+Limits aioquic does not enforce: bytes received on a request stream before its
+HEADERS frame has been decoded are capped (aioquic would buffer one HEADERS frame
+of any size), and so is the decoded header section; a stream over either limit is
+reset with H3_EXCESSIVE_LOAD and fails with a clear error.
+
+Cancellation (early close, a cancelled task, a dropped response) sends
+STOP_SENDING and RESET_STREAM with H3_REQUEST_CANCELLED; the connection stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from aioquic.h3.connection import ErrorCode, H3Connection
+from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
+from aioquic.h3.exceptions import H3Error
+from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnection
+from aioquic.quic.packet import QuicFrameType
+from aioquic.quic.events import (
+    ConnectionTerminated,
+    HandshakeCompleted,
+    PingAcknowledged,
+    QuicEvent,
+    StopSendingReceived,
+    StreamDataReceived,
+    StreamReset,
+)
+from aioquic.quic.packet_builder import QuicPacketBuilder
+from aioquic.quic.stream import QuicStream
+
+from .._config import Limits
+from .._exceptions import (
+    ConnectError,
+    ReadError,
+    ReadTimeout,
+    RemoteProtocolError,
+    StaleConnection,
+    StreamClosed,
+    WriteError,
+    WriteTimeout,
+)
+from .._headers import Headers
+from .._streams import BodyBuffer
+
+__all__ = ["H3Protocol", "H3Stream"]
+
+_UPLOAD_BUFFER = 1024 * 1024
+_HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"host"}
+)
+
+
+class _CreditedQuic(QuicConnection):
+    """QuicConnection whose request streams get credit for consumed bytes only."""
+
+    def __init__(self, *args: Any, stream_window: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.consumed: dict[int, int] = {}
+        self._stream_window = stream_window
+
+    def _write_stream_limits(self, builder: QuicPacketBuilder, space: Any, stream: QuicStream) -> None:
+        stream_id = stream.stream_id
+        consumed = self.consumed.get(stream_id) if stream_id is not None else None
+        if consumed is None or stream_id is None:
+            super()._write_stream_limits(builder, space, stream)
+            return
+        target = consumed + self._stream_window
+        # Raise the limit in steps of half a window, as WINDOW_UPDATE does in HTTP/2.
+        if stream.max_stream_data_local and target - stream.max_stream_data_local >= self._stream_window // 2:
+            stream.max_stream_data_local = target
+        if stream.max_stream_data_local_sent != stream.max_stream_data_local:
+            buf = builder.start_frame(
+                QuicFrameType.MAX_STREAM_DATA,
+                capacity=MAX_STREAM_DATA_FRAME_CAPACITY,
+                handler=self._on_max_stream_data_delivery,
+                handler_args=(stream,),
+            )
+            buf.push_uint_var(stream_id)
+            buf.push_uint_var(stream.max_stream_data_local)
+            stream.max_stream_data_local_sent = stream.max_stream_data_local
+
+
+class H3Stream:
+    """One request/response exchange on the QUIC connection."""
+
+    __slots__ = (
+        "stream_id",
+        "head_waiter",
+        "head_timer",
+        "buffer",
+        "trailers",
+        "ended",
+        "request_done",
+        "closed",
+        "error",
+        "head_bytes",
+        "read_timeout",
+    )
+
+    def __init__(self, stream_id: int, read_timeout: float | None) -> None:
+        self.stream_id = stream_id
+        self.head_waiter: asyncio.Future[tuple[int, Headers]] = asyncio.get_running_loop().create_future()
+        self.head_timer: asyncio.TimerHandle | None = None
+        self.buffer: BodyBuffer | None = None
+        self.trailers = Headers()
+        self.ended = False
+        self.request_done = False
+        self.closed = False
+        self.error: BaseException | None = None
+        self.head_bytes = 0
+        self.read_timeout = read_timeout
+
+
+class H3Protocol(asyncio.DatagramProtocol):
+    """Datagrams in, events out, for one QUIC connection."""
+
+    def __init__(
+        self,
+        quic: _CreditedQuic,
+        *,
+        limits: Limits,
+        on_stream_closed: Callable[[H3Stream], None],
+        on_state: Callable[[], None],
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.quic = quic
+        self.h3 = H3Connection(quic)
+        self._limits = limits
+        self._on_stream_closed = on_stream_closed
+        self._on_state = on_state
+        self.transport: asyncio.DatagramTransport | None = None
+        self.streams: dict[int, H3Stream] = {}
+        self.handshake: asyncio.Future[str | None] = self._loop.create_future()
+        self.terminated = False
+        self.error: BaseException | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._send_waiters: list[asyncio.Future[None]] = []
+        self._pings: dict[int, asyncio.Future[None]] = {}
+
+    # -- asyncio callbacks ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a datagram transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.quic.receive_datagram(data, addr, now=self._loop.time())
+        self._process()
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP "port unreachable" on our connected socket: during the handshake
+        # nothing listens there, so fail at once (the pool falls back to TCP);
+        # later, QUIC's own loss detection decides.
+        if not self.handshake.done():
+            self._terminate(ConnectError(f"nothing answers on that UDP port ({exc})"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._terminate(ReadError(f"QUIC endpoint closed: {exc or 'closed'}"))
+
+    # -- the core loop --------------------------------------------------------------------------
+    def _process(self) -> None:
+        while True:
+            event = self.quic.next_event()
+            if event is None:
+                break
+            self._quic_event(event)
+        self.transmit()
+
+    def transmit(self) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            for data, _addr in self.quic.datagrams_to_send(now=self._loop.time()):
+                transport.sendto(data)  # a connected endpoint: one peer
+        when = self.quic.get_timer()
+        if self._timer is not None and (when is None or self._timer.when() != when):
+            self._timer.cancel()
+            self._timer = None
+        if when is not None and self._timer is None:
+            self._timer = self._loop.call_at(when, self._on_timer)
+        if self._send_waiters:
+            waiters, self._send_waiters = self._send_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.quic.handle_timer(now=self._loop.time())
+        self._process()
+
+    def _quic_event(self, event: QuicEvent) -> None:
+        if isinstance(event, StreamDataReceived):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None and not stream.head_waiter.done():
+                stream.head_bytes += len(event.data)
+                if stream.head_bytes > self._limits.max_header_bytes:
+                    self._abort(
+                        stream,
+                        RemoteProtocolError(
+                            f"HTTP/3 response head larger than the limit of {self._limits.max_header_bytes} bytes"
+                        ),
+                        ErrorCode.H3_EXCESSIVE_LOAD,
+                    )
+                    return
+        elif isinstance(event, HandshakeCompleted):
+            if not self.handshake.done():
+                self.handshake.set_result(event.alpn_protocol)
+            return
+        elif isinstance(event, ConnectionTerminated):
+            reason = event.reason_phrase or "no reason given"
+            self._terminate(
+                RemoteProtocolError(
+                    f"QUIC connection closed (error code {event.error_code}: {reason})", error_code=event.error_code
+                )
+            )
+            return
+        elif isinstance(event, StreamReset):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                if event.error_code == ErrorCode.H3_REQUEST_REJECTED and stream.buffer is None:
+                    self._fail(stream, StaleConnection(f"server rejected HTTP/3 stream {stream.stream_id}"))
+                else:
+                    self._fail(
+                        stream,
+                        RemoteProtocolError(
+                            f"server reset HTTP/3 stream {stream.stream_id} with {_code(event.error_code)}",
+                            error_code=event.error_code,
+                        ),
+                    )
+            return
+        elif isinstance(event, StopSendingReceived):
+            return  # the server needs no more request body; its answer decides
+        elif isinstance(event, PingAcknowledged):
+            waiter = self._pings.pop(event.uid, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+            return
+        try:
+            h3_events = self.h3.handle_event(event)
+        except H3Error as exc:
+            self.connection_error(RemoteProtocolError(f"HTTP/3 protocol error from the server: {exc}"))
+            return
+        for h3_event in h3_events:
+            self._h3_event(h3_event)
+
+    def _h3_event(self, event: H3Event) -> None:
+        if isinstance(event, HeadersReceived):
+            stream = self.streams.get(event.stream_id)
+            if stream is None:
+                return
+            if not stream.head_waiter.done():
+                self._head(stream, event.headers)
+            else:
+                stream.trailers.extend_raw((n, v) for n, v in event.headers if not n.startswith(b":"))
+            if event.stream_ended:
+                self._ended(stream)
+        elif isinstance(event, DataReceived):
+            stream = self.streams.get(event.stream_id)
+            if stream is None:
+                return
+            if stream.buffer is None:
+                self._abort(stream, RemoteProtocolError("HTTP/3 DATA before the response head"), ErrorCode.H3_FRAME_UNEXPECTED)
+                return
+            if event.data:
+                stream.buffer.feed(event.data)
+            if event.stream_ended:
+                self._ended(stream)
+
+    def _head(self, stream: H3Stream, raw: list[tuple[bytes, bytes]]) -> None:
+        status = 0
+        size = 0
+        fields: list[tuple[bytes, bytes, bytes]] = []
+        for name, value in raw:
+            size += len(name) + len(value) + 32  # RFC 9114 section 4.2.2 accounting
+            if name == b":status":
+                status = int(value) if value.isdigit() else 0
+            elif not name.startswith(b":"):
+                fields.append((name, name, value))
+        limits = self._limits
+        if size > limits.max_header_bytes or len(fields) > limits.max_header_count:
+            self._abort(
+                stream,
+                RemoteProtocolError(
+                    f"HTTP/3 header section too large ({len(fields)} fields, {size} bytes; limits "
+                    f"{limits.max_header_count} fields, {limits.max_header_bytes} bytes)"
+                ),
+                ErrorCode.H3_EXCESSIVE_LOAD,
+            )
+            return
+        if status < 100:
+            self._abort(stream, RemoteProtocolError("HTTP/3 response without a valid :status"), ErrorCode.H3_MESSAGE_ERROR)
+            return
+        if status < 200:
+            stream.head_bytes = 0
+            return  # informational: the final head follows
+        if stream.head_timer is not None:
+            stream.head_timer.cancel()
+            stream.head_timer = None
+        stream.buffer = BodyBuffer(
+            high_water=1 << 62,  # bounded by the stream's flow-control window instead
+            low_water=0,
+            read_timeout=stream.read_timeout,
+            on_consumed=lambda n: self._consumed(stream, n),
+        )
+        stream.head_waiter.set_result((status, Headers.from_triples(fields)))
+
+    def _ended(self, stream: H3Stream) -> None:
+        stream.ended = True
+        if stream.buffer is not None:
+            stream.buffer.feed_eof()
+            if stream.request_done:
+                self._forget(stream)
+        else:
+            self._fail(stream, RemoteProtocolError("server ended the HTTP/3 stream without a response head"))
+
+    # -- streams ------------------------------------------------------------------------------------
+    def open_stream(self, read_timeout: float | None) -> H3Stream:
+        stream_id = self.quic.get_next_available_stream_id()
+        stream = H3Stream(stream_id, read_timeout)
+        self.streams[stream_id] = stream
+        self.quic.consumed[stream_id] = 0
+        return stream
+
+    def send_headers(self, stream: H3Stream, headers: list[tuple[bytes, bytes]], end_stream: bool) -> None:
+        self.h3.send_headers(stream.stream_id, headers, end_stream=end_stream)
+        if end_stream:
+            stream.request_done = True
+        self.transmit()
+
+    async def send_body(self, stream: H3Stream, data: bytes, write_timeout: float | None) -> None:
+        if stream.closed or stream.ended:
+            return
+        self.h3.send_data(stream.stream_id, data, end_stream=False)
+        self.transmit()
+        while self._unacked(stream) > _UPLOAD_BUFFER:
+            if stream.closed or stream.ended or self.terminated:
+                return
+            await self._wait_send(write_timeout)
+
+    def end_request(self, stream: H3Stream) -> None:
+        if stream.closed or stream.request_done:
+            return
+        if stream.ended:
+            self._abort(stream, None, ErrorCode.H3_NO_ERROR)
+            return
+        self.h3.send_data(stream.stream_id, b"", end_stream=True)
+        stream.request_done = True
+        self.transmit()
+
+    def _unacked(self, stream: H3Stream) -> int:
+        quic_stream = self.quic._streams.get(stream.stream_id)
+        return len(quic_stream.sender._buffer) if quic_stream is not None else 0
+
+    async def _wait_send(self, timeout: float | None) -> None:
+        waiter = self._loop.create_future()
+        self._send_waiters.append(waiter)
+        timer = None
+        if timeout is not None:
+            timer = self._loop.call_later(timeout, _expire, waiter, WriteTimeout(f"the server acknowledged no request data for {timeout:g} s (write timeout)"))
+        try:
+            await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def arm_head_timer(self, stream: H3Stream) -> None:
+        if stream.read_timeout is not None and not stream.head_waiter.done():
+            stream.head_timer = self._loop.call_later(stream.read_timeout, self._head_expired, stream)
+
+    def _head_expired(self, stream: H3Stream) -> None:
+        if not stream.head_waiter.done():
+            self._abort(
+                stream, ReadTimeout(f"no response within {stream.read_timeout:g} s (read timeout)"), ErrorCode.H3_REQUEST_CANCELLED
+            )
+
+    def cancel(self, stream: H3Stream, exc: BaseException) -> None:
+        """The caller gave up: STOP_SENDING + RESET_STREAM (H3_REQUEST_CANCELLED)."""
+        if stream.closed:
+            return
+        if stream.buffer is not None:
+            stream.buffer.discard()
+        self._abort(stream, exc, ErrorCode.H3_REQUEST_CANCELLED)
+
+    def release(self, stream: H3Stream) -> None:
+        buffer = stream.buffer
+        if stream.closed:
+            if buffer is not None:
+                buffer.discard()
+            return
+        if stream.ended and buffer is not None and buffer.at_eof:
+            return
+        self.cancel(stream, StreamClosed())
+
+    def _abort(self, stream: H3Stream, exc: BaseException | None, code: int) -> None:
+        if not self.terminated:
+            try:
+                if not stream.ended:
+                    self.quic.stop_stream(stream.stream_id, code)
+                if not stream.request_done:
+                    self.quic.reset_stream(stream.stream_id, code)
+            except (ValueError, AssertionError):
+                pass  # already finished on that side
+            self.transmit()
+        if exc is None:
+            self._forget(stream)
+        else:
+            self._fail(stream, exc)
+
+    def _consumed(self, stream: H3Stream, count: int) -> None:
+        consumed = self.quic.consumed
+        total = consumed.get(stream.stream_id)
+        if total is None or self.terminated:
+            return
+        total += count
+        consumed[stream.stream_id] = total
+        quic_stream = self.quic._streams.get(stream.stream_id)
+        window = self._limits.h3_stream_window
+        # Send only when the credit is due (half a window), not on every read.
+        if quic_stream is not None and total + window - quic_stream.max_stream_data_local >= window // 2:
+            self.transmit()
+
+    def _fail(self, stream: H3Stream, exc: BaseException) -> None:
+        if stream.closed:
+            return
+        stream.error = exc
+        if stream.head_timer is not None:
+            stream.head_timer.cancel()
+            stream.head_timer = None
+        if not stream.head_waiter.done():
+            stream.head_waiter.set_exception(exc)
+        elif stream.buffer is not None:
+            stream.buffer.feed_error(exc)
+        self._forget(stream)
+
+    def _forget(self, stream: H3Stream) -> None:
+        if stream.closed:
+            return
+        stream.closed = True
+        self.streams.pop(stream.stream_id, None)
+        self.quic.consumed.pop(stream.stream_id, None)
+        for waiter in self._send_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._on_stream_closed(stream)
+
+    def _terminate(self, exc: BaseException) -> None:
+        if self.terminated:
+            return
+        self.terminated = True
+        if self.error is None:
+            self.error = exc
+        if not self.handshake.done():
+            self.handshake.set_exception(ConnectError(f"QUIC handshake failed: {exc}"))
+        for stream in list(self.streams.values()):
+            self._fail(stream, exc)
+        for waiter in self._send_waiters + list(self._pings.values()):
+            if not waiter.done():
+                waiter.set_exception(WriteError(f"QUIC connection closed: {exc}"))
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.transport is not None:
+            self.transport.close()
+        self._on_state()
+
+    def connection_error(self, exc: BaseException) -> None:
+        if not self.terminated:
+            self.quic.close(error_code=ErrorCode.H3_GENERAL_PROTOCOL_ERROR, reason_phrase=str(exc)[:100])
+            self.transmit()
+        self._terminate(exc)
+
+    def close(self) -> None:
+        """Graceful close: CONNECTION_CLOSE (H3_NO_ERROR), then the endpoint."""
+        if self.terminated:
+            return
+        self.quic.close(error_code=ErrorCode.H3_NO_ERROR)
+        self.transmit()
+        self._terminate(RemoteProtocolError("the HTTP/3 connection was closed"))
+
+    async def ping(self, timeout: float) -> bool:
+        if self.terminated:
+            return False
+        uid = id(object())
+        waiter = self._loop.create_future()
+        self._pings[uid] = waiter
+        self.quic.send_ping(uid)
+        self.transmit()
+        timer = self._loop.call_later(timeout, _expire, waiter, WriteTimeout("no PING answer"))
+        try:
+            await waiter
+        except (WriteTimeout, WriteError):
+            return False
+        finally:
+            timer.cancel()
+            self._pings.pop(uid, None)
+        return True
+
+    @property
+    def is_usable(self) -> bool:
+        return not self.terminated and self.handshake.done() and not self.handshake.cancelled() and self.handshake.exception() is None
+
+    def can_open(self, reserved: int) -> bool:
+        """Room for one more request stream: our cap, and the peer's MAX_STREAMS."""
+        if len(self.streams) + reserved >= self._limits.max_concurrent_streams:
+            return False
+        next_index = self.quic.get_next_available_stream_id() // 4 + reserved
+        return bool(next_index < self.quic._remote_max_streams_bidi)
+
+    def request_headers(
+        self, method: str, scheme: str, authority: bytes, target: str, headers: Headers
+    ) -> list[tuple[bytes, bytes]]:
+        out = [
+            (b":method", method.encode("ascii")),
+            (b":scheme", scheme.encode("ascii")),
+            (b":authority", authority),
+            (b":path", target.encode("ascii")),
+        ]
+        for _, name, value in headers.triples():
+            if name in _HOP_BY_HOP:
+                continue
+            if name == b"te" and value.lower() != b"trailers":
+                continue
+            out.append((name, value))
+        return out
+
+
+def _code(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"error code {code:#x}"
+
+
+def _expire(waiter: asyncio.Future[Any], exc: BaseException) -> None:
+    if not waiter.done():
+        waiter.set_exception(exc)
