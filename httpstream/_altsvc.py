@@ -14,7 +14,9 @@ from dataclasses import dataclass
 __all__ = ["AltService", "AltSvcCache", "parse_alt_svc"]
 
 DEFAULT_MAX_AGE = 86400.0
-_ENTRY = re.compile(r'\s*([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)\s*=\s*"([^"]*)"\s*((?:;\s*[^,;=\s]+\s*=\s*(?:"[^"]*"|[^,;\s]*)\s*)*)')
+_ENTRY = re.compile(
+    r'\s*([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)\s*=\s*"([^"]*)"\s*((?:;\s*[^,;=\s]+\s*=\s*(?:"[^"]*"|[^,;\s]*)\s*)*)'
+)
 _PARAM = re.compile(r';\s*([^,;=\s]+)\s*=\s*("[^"]*"|[^,;\s]*)')
 
 

@@ -238,7 +238,7 @@ class DemoServer:
         config.keep_alive_timeout = 30
         config.graceful_timeout = 2
         config.accesslog = None
-        config.errorlog = None  # hypercorn logs its own shutdown races as tracebacks; the demo checks every claim itself
+        config.errorlog = None  # hypercorn logs its shutdown races as tracebacks; the demo checks its claims
         config.loglevel = "CRITICAL"
         self._task = asyncio.create_task(serve(self.app, config, shutdown_trigger=self._stop.wait))
 

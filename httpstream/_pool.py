@@ -41,6 +41,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Union
 
+from ._altsvc import AltSvcCache
 from ._config import (
     DEFAULT_LIMITS,
     DEFAULT_TIMEOUT,
@@ -60,7 +61,6 @@ from ._exceptions import (
     StaleConnection,
 )
 from ._h1 import HTTP11Connection
-from ._altsvc import AltSvcCache
 from ._h2 import HTTP2Connection
 from ._h3 import HTTP3Connection, connect_h3
 from ._h3._connection import quic_configuration

@@ -145,7 +145,12 @@ class HTTP3Connection:
             status, fields = await stream.head_waiter
         except BaseException as exc:
             waiter = stream.head_waiter
-            if isinstance(exc, HTTPStreamError) and waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+            if (
+                isinstance(exc, HTTPStreamError)
+                and waiter.done()
+                and not waiter.cancelled()
+                and waiter.exception() is None
+            ):
                 status, fields = waiter.result()
             else:
                 proto.cancel(stream, exc if isinstance(exc, HTTPStreamError) else ReadError("request cancelled"))

@@ -35,7 +35,6 @@ from aioquic.h3.connection import ErrorCode, H3Connection
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.h3.exceptions import H3Error
 from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnection
-from aioquic.quic.packet import QuicFrameType
 from aioquic.quic.events import (
     ConnectionTerminated,
     HandshakeCompleted,
@@ -45,6 +44,7 @@ from aioquic.quic.events import (
     StreamDataReceived,
     StreamReset,
 )
+from aioquic.quic.packet import QuicFrameType
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.stream import QuicStream
 
@@ -65,9 +65,7 @@ from .._streams import BodyBuffer
 __all__ = ["H3Protocol", "H3Stream"]
 
 _UPLOAD_BUFFER = 1024 * 1024
-_HOP_BY_HOP = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"host"}
-)
+_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"host"})
 
 
 class _CreditedQuic(QuicConnection):
@@ -277,7 +275,9 @@ class H3Protocol(asyncio.DatagramProtocol):
             if stream is None:
                 return
             if stream.buffer is None:
-                self._abort(stream, RemoteProtocolError("HTTP/3 DATA before the response head"), ErrorCode.H3_FRAME_UNEXPECTED)
+                self._abort(
+                    stream, RemoteProtocolError("HTTP/3 DATA before the response head"), ErrorCode.H3_FRAME_UNEXPECTED
+                )
                 return
             if event.data:
                 stream.buffer.feed(event.data)
@@ -306,7 +306,9 @@ class H3Protocol(asyncio.DatagramProtocol):
             )
             return
         if status < 100:
-            self._abort(stream, RemoteProtocolError("HTTP/3 response without a valid :status"), ErrorCode.H3_MESSAGE_ERROR)
+            self._abort(
+                stream, RemoteProtocolError("HTTP/3 response without a valid :status"), ErrorCode.H3_MESSAGE_ERROR
+            )
             return
         if status < 200:
             stream.head_bytes = 0
@@ -374,7 +376,12 @@ class H3Protocol(asyncio.DatagramProtocol):
         self._send_waiters.append(waiter)
         timer = None
         if timeout is not None:
-            timer = self._loop.call_later(timeout, _expire, waiter, WriteTimeout(f"the server acknowledged no request data for {timeout:g} s (write timeout)"))
+            timer = self._loop.call_later(
+                timeout,
+                _expire,
+                waiter,
+                WriteTimeout(f"the server acknowledged no request data for {timeout:g} s (write timeout)"),
+            )
         try:
             await waiter
         finally:
@@ -388,7 +395,9 @@ class H3Protocol(asyncio.DatagramProtocol):
     def _head_expired(self, stream: H3Stream) -> None:
         if not stream.head_waiter.done():
             self._abort(
-                stream, ReadTimeout(f"no response within {stream.read_timeout:g} s (read timeout)"), ErrorCode.H3_REQUEST_CANCELLED
+                stream,
+                ReadTimeout(f"no response within {stream.read_timeout:g} s (read timeout)"),
+                ErrorCode.H3_REQUEST_CANCELLED,
             )
 
     def cancel(self, stream: H3Stream, exc: BaseException) -> None:
@@ -515,7 +524,12 @@ class H3Protocol(asyncio.DatagramProtocol):
 
     @property
     def is_usable(self) -> bool:
-        return not self.terminated and self.handshake.done() and not self.handshake.cancelled() and self.handshake.exception() is None
+        return (
+            not self.terminated
+            and self.handshake.done()
+            and not self.handshake.cancelled()
+            and self.handshake.exception() is None
+        )
 
     def can_open(self, reserved: int) -> bool:
         """Room for one more request stream: our cap, and the peer's MAX_STREAMS."""
