@@ -63,6 +63,23 @@ def h2_server(_h2_server: HypercornServer) -> HypercornServer:
     return _h2_server
 
 
+@pytest.fixture(scope="session")
+def _h3_server(cert_files: dict[str, str]) -> Iterator[HypercornServer]:
+    server = HypercornServer(
+        App(), certfile=cert_files["cert"], keyfile=cert_files["key"], alpn=("h2", "http/1.1"), quic=True
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def h3_server(_h3_server: HypercornServer) -> HypercornServer:
+    """hypercorn over TLS (h2, http/1.1) and QUIC (h3) on the same port number."""
+    _h3_server.app.reset()
+    return _h3_server
+
+
 @pytest.fixture
 def server(_http_server: HypercornServer) -> HypercornServer:
     """hypercorn over plain HTTP/1.1, its connection count reset for this test."""
@@ -115,7 +132,10 @@ def open_fds() -> int:
 
 @pytest.fixture
 async def no_leaks(
-    _http_server: HypercornServer, _https_server: HypercornServer, _h2_server: HypercornServer
+    _http_server: HypercornServer,
+    _https_server: HypercornServer,
+    _h2_server: HypercornServer,
+    _h3_server: HypercornServer,
 ) -> object:
     """Check that a test leaves no extra tasks or file descriptors behind.
 
@@ -151,3 +171,16 @@ async def tls_failure_garbage() -> AsyncIterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         gc.collect()
+
+
+@pytest.fixture(scope="session")
+def caddy(cert_files: dict[str, str]) -> Iterator[object]:
+    """caddy serving /small and a sparse /big (256 MiB) over h1, h2 and h3 (quic-go)."""
+    from .caddy import Caddy
+
+    server = Caddy(cert_files["cert"], cert_files["key"], big_size=256 * 1024 * 1024)
+    if server.binary is None:
+        pytest.skip("caddy is not installed (scripts/test installs it with apt when it can)")
+    server.start()
+    yield server
+    server.stop()

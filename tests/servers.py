@@ -202,9 +202,11 @@ class HypercornServer:
         certfile: str | None = None,
         keyfile: str | None = None,
         alpn: tuple[str, ...] = ("http/1.1",),
+        quic: bool = False,
     ) -> None:
         self.app = app
         self._alpn = alpn
+        self._quic = quic
         self._certfile = certfile
         self._keyfile = keyfile
         self.port = 0
@@ -237,6 +239,10 @@ class HypercornServer:
             config.certfile = self._certfile
             config.keyfile = self._keyfile
             config.alpn_protocols = list(self._alpn)
+            if self._quic:
+                # HTTP/3 on the same port number over UDP; hypercorn then adds
+                # Alt-Svc: h3=":port" to its TCP responses.
+                config.quic_bind = [f"127.0.0.1:{self.port}"]
 
         def run() -> None:
             loop = asyncio.new_event_loop()

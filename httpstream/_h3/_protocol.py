@@ -150,6 +150,7 @@ class H3Protocol(asyncio.DatagramProtocol):
         self.streams: dict[int, H3Stream] = {}
         self.handshake: asyncio.Future[str | None] = self._loop.create_future()
         self.terminated = False
+        self.resumed = False  # the handshake resumed a session (from a kept ticket)
         self.error: BaseException | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._send_waiters: list[asyncio.Future[None]] = []
@@ -219,6 +220,7 @@ class H3Protocol(asyncio.DatagramProtocol):
                     )
                     return
         elif isinstance(event, HandshakeCompleted):
+            self.resumed = bool(event.session_resumed)
             if not self.handshake.done():
                 self.handshake.set_result(event.alpn_protocol)
             return
