@@ -10,7 +10,6 @@ import time
 import pytest
 
 import httpstream
-
 from httpstream._h3 import HTTP3Connection
 
 from .caddy import SMALL, Caddy
