@@ -299,6 +299,7 @@ class ConnectionPool:
             raise PoolClosed("the connection pool was closed")
         now = time.monotonic()
         expiry = self._limits.keepalive_expiry
+        full = False
         for slot in self._slots:
             if slot.key != key or isinstance(slot, _Connecting):
                 continue
@@ -306,6 +307,8 @@ class ConnectionPool:
                 if slot.is_usable():
                     slot.reserve()
                     return slot
+                if slot.is_open():
+                    full = True  # alive, all its streams busy
                 continue
             if slot.state == "idle":
                 if not slot.is_usable() or (expiry is not None and now - slot.idle_since >= expiry):
@@ -313,6 +316,10 @@ class ConnectionPool:
                     return self._assign(origin, key, ahead, quic_target)
                 slot.reserve()
                 return slot
+        if full:
+            # RFC 9113 section 9.1: no second connection to an origin whose
+            # connection is merely busy; wait for one of its streams to end.
+            return None
         may_multiplex = quic_target is not None or self._may_multiplex(origin, key)
         if may_multiplex and any(isinstance(s, _Connecting) and s.key == key and s.may_multiplex for s in self._slots):
             return None  # wait for the pending handshake's ALPN answer

@@ -78,6 +78,10 @@ class HTTP2Connection:
             not self._closed and proto.is_usable and len(proto.streams) + self.reserved < proto.max_streams
         )
 
+    def is_open(self) -> bool:
+        """Alive and taking new streams (maybe not right now: all may be busy)."""
+        return not self._closed and self.protocol.is_usable
+
     def reserve(self) -> None:
         self.reserved += 1
 
@@ -120,6 +124,8 @@ class HTTP2Connection:
         authority = host[0] if host else url.netloc.encode("ascii")
         headers = proto.request_headers(request.method, url.scheme, authority, url.target, request.headers)
         content = request.content
+        if proto.h2.open_outbound_streams >= proto.h2.remote_settings.max_concurrent_streams:
+            await proto.wait_for_stream_slot(timeout.pool if timeout is not None else None)
         stream = proto.open_stream(request.method, read_timeout)
         try:
             proto.send_headers(stream, headers, end_stream=content is None or content == b"")

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -57,6 +58,23 @@ __all__ = ["H2Protocol", "H2Stream"]
 _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"host"}
 )
+
+
+class _H2Connection(h2.connection.H2Connection):
+    """h2's connection, except that GOAWAY does not end the streams it lets finish.
+
+    RFC 9113 section 6.8: after GOAWAY the server still completes the streams up
+    to its last stream id.  h2 moves its whole connection to CLOSED on GOAWAY and
+    then refuses the HEADERS and DATA of exactly those streams, so the connection
+    is kept open here; no new stream is opened on it (``H2Protocol.goaway``).
+    """
+
+    def _receive_goaway_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
+        state = self.state_machine.state
+        frames, events = super()._receive_goaway_frame(frame)
+        if state is h2.connection.ConnectionState.CLIENT_OPEN and frame.error_code == 0:
+            self.state_machine.state = state
+        return frames, events
 
 
 class H2Stream:
@@ -107,7 +125,7 @@ class H2Protocol(asyncio.Protocol):
         self._on_stream_closed = on_stream_closed
         self._on_state = on_state
         config = h2.config.H2Configuration(client_side=True, header_encoding=None, validate_inbound_headers=True)
-        self.h2 = h2.connection.H2Connection(config=config)
+        self.h2 = _H2Connection(config=config)
         self.h2.local_settings = h2.settings.Settings(
             client=True,
             initial_values={
@@ -131,6 +149,9 @@ class H2Protocol(asyncio.Protocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._window_waiters: list[asyncio.Future[None]] = []
         self._ping_waiters: dict[bytes, asyncio.Future[None]] = {}
+        self._slot_waiters: list[asyncio.Future[None]] = []
+        self._saw_settings = False
+        self._first_bytes = bytearray()
 
     # -- asyncio callbacks -----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -143,6 +164,22 @@ class H2Protocol(asyncio.Protocol):
         self.flush()
 
     def data_received(self, data: bytes) -> None:
+        if not self._saw_settings:
+            # RFC 9113 section 3.4: the server's preface is a SETTINGS frame.  Check
+            # it ourselves: h2 would buffer an HTTP/1.1 answer as one huge frame.
+            self._first_bytes += data
+            if len(self._first_bytes) < 9:
+                return
+            if self._first_bytes[3] != 0x4 or self._first_bytes[5:9] != b"\x00\x00\x00\x00":
+                self.connection_error(
+                    RemoteProtocolError(
+                        "the server did not answer with HTTP/2 (its first bytes were "
+                        f"{bytes(self._first_bytes[:24])!r}); it may speak only HTTP/1.1"
+                    )
+                )
+                return
+            self._saw_settings = True
+            data, self._first_bytes = bytes(self._first_bytes), bytearray()
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -158,6 +195,7 @@ class H2Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        self._wake_senders()
         if self.error is None:
             cause = f": {exc}" if exc is not None else ""
             error: BaseException = (
@@ -443,9 +481,33 @@ class H2Protocol(asyncio.Protocol):
 
     def _wake_senders(self) -> None:
         waiters, self._window_waiters = self._window_waiters, []
+        if self._slot_waiters:
+            waiters += self._slot_waiters
+            self._slot_waiters = []
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+    async def wait_for_stream_slot(self, timeout: float | None) -> None:
+        """Wait until the server's SETTINGS_MAX_CONCURRENT_STREAMS allows one more stream.
+
+        The pool may hand out slots before the server's SETTINGS arrive; if they
+        then allow fewer streams, the extra requests wait here (never sent, so
+        nothing is lost) instead of failing.
+        """
+        while self.h2.open_outbound_streams >= self.h2.remote_settings.max_concurrent_streams:
+            if not self.is_usable:
+                raise StaleConnection("HTTP/2 connection closing before a stream slot became free")
+            waiter = self._loop.create_future()
+            self._slot_waiters.append(waiter)
+            timer = None
+            if timeout is not None:
+                timer = self._loop.call_later(timeout, _expire_pool, waiter, timeout)
+            try:
+                await waiter
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
     async def _wait(self, queue: list[asyncio.Future[None]], timeout: float | None, what: str) -> None:
         if self.lost:
@@ -534,6 +596,13 @@ def _closed_by_caller() -> BaseException:
     from .._exceptions import StreamClosed
 
     return StreamClosed()
+
+
+def _expire_pool(waiter: asyncio.Future[None], seconds: float) -> None:
+    if not waiter.done():
+        from .._exceptions import PoolTimeout
+
+        waiter.set_exception(PoolTimeout(f"no HTTP/2 stream slot became free within {seconds:g} s (pool timeout)"))
 
 
 def _expire_write(waiter: asyncio.Future[None], seconds: float, what: str) -> None:

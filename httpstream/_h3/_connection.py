@@ -86,6 +86,10 @@ class HTTP3Connection:
     def is_usable(self) -> bool:
         return not self._closed and self.protocol.is_usable and self.protocol.can_open(self.reserved)
 
+    def is_open(self) -> bool:
+        """Alive and taking new streams (maybe not right now: all may be busy)."""
+        return not self._closed and self.protocol.is_usable
+
     def reserve(self) -> None:
         self.reserved += 1
 
