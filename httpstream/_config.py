@@ -98,7 +98,7 @@ class Limits:
     h2_max_frame_size: int = 64 * 1024
     h2_ping_after: float | None = 10.0
     h3_stream_window: int = 1024 * 1024
-    h3_handshake_timeout: float = 2.0
+    h3_handshake_timeout: float = 0.8
     h3_broken_for: float = 300.0
 
     def __post_init__(self) -> None:

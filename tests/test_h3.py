@@ -64,7 +64,7 @@ async def test_fallback_when_nothing_listens_on_udp(cert_files: dict[str, str], 
         start = time.monotonic()
         r = await c.get(tls_server.url("/hello"))
         assert r.http_version == "HTTP/1.1"
-        assert time.monotonic() - start < 2.5  # within the handshake deadline, no hang
+        assert time.monotonic() - start < 1.5  # within the handshake deadline, no hang
         assert pool._altsvc.is_broken(origin, time.monotonic())
         start = time.monotonic()
         assert (await c.get(tls_server.url("/hello"))).http_version == "HTTP/1.1"

@@ -24,7 +24,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.tls import SessionTicket
@@ -231,31 +231,37 @@ async def connect_h3(
     """Open a QUIC connection to ``host:port`` and complete its handshake."""
     loop = asyncio.get_running_loop()
     what = f"{host}:{port} (UDP)"
-    transport: asyncio.DatagramTransport | None = None
+    sock: socket.socket | None = None
+    conn: HTTP3Connection | None = None
     try:
         async with asyncio.timeout(timeout):
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-            addr: Any = infos[0][4]
+            family, _, _, _, addr = infos[0]
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            # Datagrams that find the receive buffer full are lost, and QUIC reads
+            # loss as congestion: give bursts room (the kernel may cap it).
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, option, _UDP_BUFFER)
+                except OSError:
+                    pass
+            sock.connect(addr)  # one peer: ICMP errors reach us, others' datagrams do not
             quic = _CreditedQuic(
                 configuration=config, session_ticket_handler=on_ticket, stream_window=limits.h3_stream_window
             )
             conn = HTTP3Connection(origin, key, quic, limits=limits, on_change=on_change)
-            transport, _ = await loop.create_datagram_endpoint(lambda: conn.protocol, remote_addr=addr[:2])
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                # Datagrams that find the receive buffer full are lost, and QUIC
-                # reads loss as congestion: give bursts room (the kernel may cap it).
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_BUFFER)
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _UDP_BUFFER)
-                except OSError:
-                    pass
+            conn.protocol._peer = addr
+            conn.protocol.attach(sock)
+            sock = None  # the protocol owns it now
             quic.connect(addr, now=loop.time())
             conn.protocol.transmit()
             alpn = await conn.protocol.handshake
     except BaseException as exc:
-        if transport is not None:
-            transport.close()
+        if sock is not None:
+            sock.close()
+        if conn is not None:
+            conn.protocol._terminate(ConnectError("QUIC connection attempt abandoned"))
         if isinstance(exc, TimeoutError):
             raise ConnectTimeout(f"QUIC handshake with {what} took longer than {timeout:g} s") from None
         if isinstance(exc, ConnectError):
@@ -265,6 +271,7 @@ async def connect_h3(
         if isinstance(exc, OSError):
             raise ConnectError(f"cannot open a QUIC connection to {what}: {exc.strerror or exc}") from exc
         raise
+    assert conn is not None
     if alpn != "h3":
         conn.close()
         raise ConnectError(f"{what} did not agree to HTTP/3 (ALPN {alpn!r})")
