@@ -179,3 +179,24 @@ async def test_session_ticket_is_kept_for_resumption(caddy: Caddy, cert_files: d
         assert r.content == SMALL
         (conn,) = [s for s in pool._slots if isinstance(s, HTTP3Connection)]
         assert conn.protocol.resumed
+
+
+async def test_fallback_when_udp_is_blackholed_takes_under_a_second(
+    cert_files: dict[str, str], tls_server: HypercornServer
+) -> None:
+    """A UDP port that swallows datagrams (no ICMP): the default handshake deadline decides."""
+    blackhole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    blackhole.bind(("127.0.0.1", 0))  # bound, never read: datagrams vanish, no "unreachable"
+    try:
+        async with client(cert_files, http3=True) as c:
+            pool = pool_of(c)
+            origin = httpstream.URL(tls_server.url("/")).origin
+            pool._altsvc.update(origin, [f'h3=":{blackhole.getsockname()[1]}"'], time.monotonic())
+            start = time.monotonic()
+            r = await c.get(tls_server.url("/hello"))
+            elapsed = time.monotonic() - start
+            assert r.http_version == "HTTP/1.1"
+            assert elapsed < 1.0, elapsed
+            assert pool.stats().connections == 1  # the abandoned QUIC attempt left nothing behind
+    finally:
+        blackhole.close()
