@@ -16,6 +16,7 @@ import asyncio
 import socket
 import ssl
 from dataclasses import dataclass
+from typing import Any
 
 from ._exceptions import ConnectError, ConnectTimeout
 
@@ -70,6 +71,81 @@ class Connected:
     peer: tuple[str, int] | None
 
 
+async def happy_eyeballs(host: str, port: int, local_address: str | None = None) -> socket.socket:
+    """A connected TCP socket: RFC 8305 happy eyeballs over the host's addresses.
+
+    Addresses are tried in the resolver's order with the families interleaved;
+    a new attempt starts every ``HAPPY_EYEBALLS_DELAY`` seconds (or as soon as
+    one fails) and the first to connect wins.  Every socket is ours until it is
+    returned, so a cancellation at any point closes all of them (asyncio's own
+    staggered race can drop a connected socket when cancelled at the wrong time).
+    """
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    if not infos:
+        raise OSError(f"no address for {host!r}")
+    by_family: dict[int, list[tuple[int, Any]]] = {}
+    for info in infos:
+        by_family.setdefault(info[0], []).append((info[0], info[4]))
+    order: list[tuple[int, Any]] = []
+    queues = list(by_family.values())
+    while any(queues):
+        for queue in queues:
+            if queue:
+                order.append(queue.pop(0))
+    sockets: list[socket.socket] = []
+    attempts: dict[asyncio.Task[None], socket.socket] = {}
+    errors: list[OSError] = []
+    winner: socket.socket | None = None
+
+    async def attempt(sock: socket.socket, address: Any) -> None:
+        await loop.sock_connect(sock, address)
+
+    try:
+        pending_order = list(order)
+        while winner is None and (pending_order or attempts):
+            if pending_order:
+                family_id, address = pending_order.pop(0)
+                try:
+                    sock = socket.socket(family_id, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+                    sockets.append(sock)
+                    sock.setblocking(False)
+                    if local_address:
+                        sock.bind((local_address, 0))
+                except OSError as setup_error:
+                    errors.append(setup_error)
+                    continue
+                attempts[asyncio.ensure_future(attempt(sock, address))] = sock
+            done, _ = await asyncio.wait(
+                attempts,
+                timeout=HAPPY_EYEBALLS_DELAY if pending_order else None,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for task in done:
+                sock = attempts.pop(task)
+                failure = task.exception()
+                if failure is None and winner is None:
+                    winner = sock
+                elif isinstance(failure, OSError):
+                    errors.append(failure)
+    finally:
+        for task in attempts:
+            task.cancel()
+        for task in attempts:
+            try:
+                await task
+            except BaseException:
+                pass
+        for sock in sockets:
+            if sock is not winner:
+                sock.close()
+    if winner is None:
+        if len(errors) == 1 or len({str(e) for e in errors}) == 1:
+            raise errors[0]
+        raise OSError(f"every address failed: {'; '.join(str(e) for e in errors)}")
+    return winner
+
+
 async def open_stream(
     host: str,
     port: int,
@@ -85,13 +161,12 @@ async def open_stream(
     raw: asyncio.BaseTransport | None = None
     try:
         async with asyncio.timeout(timeout):
-            raw, handoff = await loop.create_connection(
-                Handoff,
-                host,
-                port,
-                happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
-                local_addr=(local_address, 0) if local_address else None,
-            )
+            sock = await happy_eyeballs(host, port, local_address)
+            try:
+                raw, handoff = await loop.create_connection(Handoff, sock=sock)
+            except BaseException:
+                sock.close()
+                raise
             transport = raw
             if ssl_context is not None:
                 # TLS is started on a TCP transport we hold, so a failed or
