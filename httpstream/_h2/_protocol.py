@@ -196,14 +196,16 @@ class H2Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self._wake_senders()
-        if self.error is None:
+        error = self.error  # a GOAWAY with an error code says why, if there was one
+        if error is None:
             cause = f": {exc}" if exc is not None else ""
-            error: BaseException = (
+            error = (
                 ReadError(f"HTTP/2 connection lost{cause}")
                 if exc is not None
                 else RemoteProtocolError("server closed the HTTP/2 connection")
             )
-            self._fail_all(error)
+            self.error = error
+        self._fail_all(error)
         for waiter in self._drain_waiters + self._window_waiters + list(self._ping_waiters.values()):
             if not waiter.done():
                 waiter.set_exception(WriteError("HTTP/2 connection lost"))
