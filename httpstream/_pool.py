@@ -39,7 +39,7 @@ import ssl
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 from ._altsvc import AltSvcCache
 from ._config import (
@@ -62,11 +62,14 @@ from ._exceptions import (
 )
 from ._h1 import HTTP11Connection
 from ._h2 import HTTP2Connection
-from ._h3 import HTTP3Connection, connect_h3
-from ._h3._connection import quic_configuration
 from ._models import Request, Response
 from ._net import open_stream
 from ._urls import Origin
+
+if TYPE_CHECKING:
+    # Imported when HTTP/3 is first used: aioquic (and cryptography) cost about
+    # 12 MB and 100 ms to import, which HTTP/1.1 and HTTP/2 users should not pay.
+    from ._h3 import HTTP3Connection
 
 __all__ = ["ConnectionPool", "PoolStats"]
 
@@ -109,9 +112,8 @@ class _Connecting:
         return f"<connecting {self.origin}>"
 
 
-Connection = Union[HTTP11Connection, HTTP2Connection, HTTP3Connection]
-Multiplexed = (HTTP2Connection, HTTP3Connection)
-Slot = Union[HTTP11Connection, HTTP2Connection, HTTP3Connection, _Connecting]
+Connection = Union[HTTP11Connection, HTTP2Connection, "HTTP3Connection"]
+Slot = Union[HTTP11Connection, HTTP2Connection, "HTTP3Connection", _Connecting]
 
 
 class _Waiter:
@@ -184,7 +186,7 @@ class ConnectionPool:
         for slot in self._slots:
             counts[slot.state] = counts.get(slot.state, 0) + 1
         queued = sum(1 for w in self._waiters if not w.future.done())
-        streams = sum(s.active_streams() for s in self._slots if isinstance(s, Multiplexed))
+        streams = sum(s.active_streams() for s in self._slots if not isinstance(s, _Connecting) and s.multiplexed)
         return PoolStats(
             connections=len(self._slots),
             connecting=counts["connecting"],
@@ -255,7 +257,7 @@ class ConnectionPool:
                     continue
             else:
                 conn = slot
-            if isinstance(conn, Multiplexed) and not await self._alive(conn):
+            if not isinstance(conn, HTTP11Connection) and not await self._alive(conn):
                 continue
             try:
                 response = await conn.handle_request(request)
@@ -264,7 +266,7 @@ class ConnectionPool:
                     raise
                 retried = True
                 continue
-            if self._http3 and origin.scheme == "https" and not isinstance(conn, HTTP3Connection):
+            if self._http3 and origin.scheme == "https" and conn.http_version != "HTTP/3":
                 alt_svc = response.headers.get_list("alt-svc")
                 if alt_svc:
                     self._altsvc.update(origin, alt_svc, time.monotonic())
@@ -303,7 +305,7 @@ class ConnectionPool:
         for slot in self._slots:
             if slot.key != key or isinstance(slot, _Connecting):
                 continue
-            if isinstance(slot, Multiplexed):
+            if not isinstance(slot, HTTP11Connection):
                 if slot.is_usable():
                     slot.reserve()
                     return slot
@@ -416,7 +418,7 @@ class ConnectionPool:
         """A slot was assigned to a request that was cancelled before using it."""
         if isinstance(slot, _Connecting):
             self._remove_slot(slot)
-        elif isinstance(slot, Multiplexed):
+        elif not isinstance(slot, HTTP11Connection):
             slot.unreserve()
         elif slot.state == "active" and slot.requests == 0:
             self._discard(slot)
@@ -508,6 +510,9 @@ class ConnectionPool:
         return conn
 
     async def _connect_quic(self, slot: _Connecting, request: Request) -> HTTP3Connection:
+        from ._h3 import connect_h3
+        from ._h3._connection import quic_configuration
+
         origin = slot.origin
         assert slot.quic_target is not None and request.timeout is not None
         host, port = slot.quic_target

@@ -6,8 +6,9 @@ Theory of operation
 "h2" when given an SSLContext).  Each accepted connection is an
 ``H2ServerConnection``: ``data_received`` feeds h2, the events update per-stream
 state, and h2's output is written at once.  When a request is complete (the
-client's END_STREAM) the test's ``handler(conn, stream)`` runs as a task; it
-answers, resets, sends GOAWAY, truncates, stalls... as the test scripts it.
+client's END_STREAM; or at its head, with ``on_headers``) the test's
+``handler(conn, stream)`` runs as a task; it answers, resets, sends GOAWAY,
+truncates, stalls... as the test scripts it.
 
 Everything the tests assert is counted here, on the server side: accepted TCP
 connections, requests per connection, the largest number of streams open at
@@ -139,11 +140,13 @@ class H2ServerConnection(asyncio.Protocol):
                 return
             self.open.add(new.stream_id)
             server.max_open = max(server.max_open, len(self.open))
+            if server.on_headers:
+                server.start_handler(self, new)
         elif isinstance(event, h2.events.DataReceived):
             stream = self.streams.get(event.stream_id or 0)
             if stream is not None:
                 stream.body += event.data or b""
-            if event.flow_controlled_length:
+            if event.flow_controlled_length and server.ack_data:
                 try:
                     self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id or 0)
                 except h2.exceptions.StreamClosedError:
@@ -153,7 +156,8 @@ class H2ServerConnection(asyncio.Protocol):
             if stream is not None and not stream.refused:
                 stream.ended = True
                 self._maybe_closed(stream)
-                server.start_handler(self, stream)
+                if not server.on_headers:
+                    server.start_handler(self, stream)
         elif isinstance(event, h2.events.StreamReset):
             stream = self.streams.get(event.stream_id or 0)
             if stream is not None:
@@ -281,6 +285,9 @@ class H2FaultServer:
       ``violations`` if the client had already acknowledged the limit.
     preface: bytes sent *instead* of a server preface (garbage), at once or, with
       ``preface_after_client``, once the client's first bytes arrive.
+    on_headers: run the handler as soon as the request head arrives, not at its end.
+    ack_data: give the client flow-control credit for the request body it sent
+      (False: the client's windows run dry).
     """
 
     def __init__(
@@ -290,12 +297,16 @@ class H2FaultServer:
         settings: dict[h2.settings.SettingCodes | int, int] | None = None,
         preface: bytes | None = None,
         preface_after_client: bool = False,
+        on_headers: bool = False,
+        ack_data: bool = True,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.handler = handler
         self.settings = settings
         self.preface = preface
         self.preface_after_client = preface_after_client
+        self.on_headers = on_headers
+        self.ack_data = ack_data
         self._ssl = ssl_context
         self.port = 0
         self.accepted = 0

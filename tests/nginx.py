@@ -6,8 +6,8 @@ connection serial number in the access log) counts the TCP connections the
 client opened: that is how reuse is checked, on the server's side.
 
 If no nginx binary is found, ``apt-get install -y nginx`` is tried once (as root
-only); when that fails too, or the binary lacks ``ngx_http_v2_module``, the
-tests that use it are skipped with the reason.
+only, within ``INSTALL_BUDGET`` seconds); when that fails too, or the binary
+lacks ``ngx_http_v2_module``, the tests that use it are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import pytest
 __all__ = ["LogLine", "Nginx", "nginx_binary"]
 
 HOST = "127.0.0.1"
+INSTALL_BUDGET = 45.0  # seconds for apt-get update + install, inside pytest-timeout's 60 s
 
 _CONFIG = """\
 worker_processes 1;
@@ -94,11 +95,14 @@ def _install() -> tuple[str | None, str]:
     if os.geteuid() != 0:
         return None, "no nginx binary, and installing it needs root (apt-get install -y nginx)"
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    # Within the test's own time limit (pytest-timeout, 60 s): give up, and skip, before it.
+    deadline = time.monotonic() + INSTALL_BUDGET
     for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "nginx"]):
+        left = deadline - time.monotonic()
         try:
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=max(left, 1), check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            return None, f"{' '.join(cmd)} failed: {exc}"
+            return None, f"{' '.join(cmd)} failed: {exc} (install nginx before running the tests)"
         if proc.returncode != 0:
             tail = " / ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
             return None, f"{' '.join(cmd)} exited with {proc.returncode}: {tail}"

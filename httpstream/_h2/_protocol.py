@@ -54,10 +54,10 @@ from .._streams import BodyBuffer
 
 __all__ = ["H2Protocol", "H2Stream"]
 
+_ACK_BATCH = 64 * 1024
+
 # RFC 9113 section 8.2.2: connection-specific fields must not be sent.
-_HOP_BY_HOP = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"host"}
-)
+_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"host"})
 
 
 class _H2Connection(h2.connection.H2Connection):
@@ -68,6 +68,20 @@ class _H2Connection(h2.connection.H2Connection):
     then refuses the HEADERS and DATA of exactly those streams, so the connection
     is kept open here; no new stream is opened on it (``H2Protocol.goaway``).
     """
+
+    def _receive_headers_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
+        frames, events = super()._receive_headers_frame(frame)
+        for event in events:
+            if isinstance(event, h2.events.ResponseReceived):
+                status = next((v for n, v in event.headers or [] if n == b":status"), b"")
+                if status in (b"204", b"304"):
+                    # RFC 9110 sections 8.6 and 15.4.5: Content-Length may describe
+                    # the resource here; the body is empty whatever it says.  h2
+                    # would hold the empty body against it as a connection error.
+                    stream = self.streams.get(frame.stream_id)
+                    if stream is not None:
+                        stream._expected_content_length = 0
+        return frames, events
 
     def _receive_goaway_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
         state = self.state_machine.state
@@ -93,9 +107,11 @@ class H2Stream:
         "error",
         "informational",
         "read_timeout",
+        "unacked",
     )
 
     def __init__(self, stream_id: int, method: str, read_timeout: float | None) -> None:
+        self.unacked = 0  # consumed bytes not yet acknowledged to h2
         self.stream_id = stream_id
         self.method = method
         self.head_waiter: asyncio.Future[tuple[int, Headers]] = asyncio.get_running_loop().create_future()
@@ -150,6 +166,9 @@ class H2Protocol(asyncio.Protocol):
         self._window_waiters: list[asyncio.Future[None]] = []
         self._ping_waiters: dict[bytes, asyncio.Future[None]] = {}
         self._slot_waiters: list[asyncio.Future[None]] = []
+        self._ping: asyncio.Future[None] | None = None
+        self._ping_counter = 0
+        self._pending: dict[int, list[bytes]] = {}
         self._saw_settings = False
         self._first_bytes = bytearray()
 
@@ -184,11 +203,48 @@ class H2Protocol(asyncio.Protocol):
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             self.flush()  # h2 queued a GOAWAY that says why
-            self.connection_error(RemoteProtocolError(f"HTTP/2 protocol error from the server: {exc}"))
+            error = RemoteProtocolError(f"HTTP/2 protocol error from the server: {exc}")
+            error.__cause__ = exc
+            self.connection_error(error)
             return
+        pending = self._pending
         for event in events:
+            if type(event) is h2.events.DataReceived:
+                self._data(event, pending)
+                continue
+            if pending:
+                self._feed_pending()
             self._dispatch(event)
+        if pending:
+            self._feed_pending()
         self.flush()
+
+    def _data(self, event: h2.events.DataReceived, pending: dict[int, list[bytes]]) -> None:
+        """DATA is collected per stream and fed once per read (fewer, larger chunks)."""
+        stream_id = event.stream_id or 0
+        stream = self.streams.get(stream_id)
+        data = event.data or b""
+        padding = (event.flow_controlled_length or 0) - len(data)
+        if padding > 0:
+            self.h2.acknowledge_received_data(padding, stream_id)
+        if stream is None or stream.buffer is None:
+            if data:  # not ours any more: give the credit straight back
+                self._ack(stream_id, len(data))
+            return
+        if data:
+            pieces = pending.get(stream_id)
+            if pieces is None:
+                pending[stream_id] = [data]
+            else:
+                pieces.append(data)
+
+    def _feed_pending(self) -> None:
+        pending = self._pending
+        for stream_id, pieces in pending.items():
+            stream = self.streams.get(stream_id)
+            if stream is not None and stream.buffer is not None:
+                stream.buffer.feed(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        pending.clear()
 
     def eof_received(self) -> bool | None:
         return None
@@ -224,19 +280,7 @@ class H2Protocol(asyncio.Protocol):
     # -- events ----------------------------------------------------------------------------
     def _dispatch(self, event: h2.events.Event) -> None:
         kind = type(event)
-        if kind is h2.events.DataReceived:
-            assert isinstance(event, h2.events.DataReceived)
-            stream = self.streams.get(event.stream_id or 0)
-            data = event.data or b""
-            padding = (event.flow_controlled_length or 0) - len(data)
-            if padding > 0:
-                self.h2.acknowledge_received_data(padding, event.stream_id or 0)
-            if stream is None or stream.buffer is None:
-                if data:  # not ours any more: give the credit straight back
-                    self._ack(event.stream_id or 0, len(data))
-                return
-            stream.buffer.feed(data)
-        elif kind is h2.events.ResponseReceived:
+        if kind is h2.events.ResponseReceived:
             assert isinstance(event, h2.events.ResponseReceived)
             self._head(event.stream_id or 0, event.headers or [])
         elif kind is h2.events.StreamEnded:
@@ -328,9 +372,7 @@ class H2Protocol(asyncio.Protocol):
             if stream.stream_id > last:
                 self._fail(
                     stream,
-                    StaleConnection(
-                        f"server sent GOAWAY ({code}) before processing HTTP/2 stream {stream.stream_id}"
-                    ),
+                    StaleConnection(f"server sent GOAWAY ({code}) before processing HTTP/2 stream {stream.stream_id}"),
                 )
         if event.error_code:
             self.error = RemoteProtocolError(
@@ -418,7 +460,14 @@ class H2Protocol(asyncio.Protocol):
         self.cancel(stream, _closed_by_caller())
 
     def _consumed(self, stream: H2Stream, count: int) -> None:
-        self._ack(stream.stream_id, count)
+        # Acknowledge in batches: per read when the reader keeps up (its buffer
+        # is empty), else every _ACK_BATCH bytes.  h2 sends WINDOW_UPDATE itself
+        # once enough is acknowledged.
+        stream.unacked += count
+        buffer = stream.buffer
+        if stream.unacked >= _ACK_BATCH or buffer is None or buffer.size == 0:
+            count, stream.unacked = stream.unacked, 0
+            self._ack(stream.stream_id, count)
 
     def _ack(self, stream_id: int, count: int) -> None:
         if self.lost or count <= 0:
@@ -456,6 +505,9 @@ class H2Protocol(asyncio.Protocol):
             self._forget(stream)
 
     def _forget(self, stream: H2Stream) -> None:
+        if stream.unacked:
+            count, stream.unacked = stream.unacked, 0
+            self._ack(stream.stream_id, count)  # the connection window gets it back
         stream.closed = True
         self.streams.pop(stream.stream_id, None)
         self._wake_senders()
@@ -529,27 +581,32 @@ class H2Protocol(asyncio.Protocol):
         """Send PING and wait for its ACK: the liveness check before reusing an idle connection."""
         if self.lost or self.transport is None or self.transport.is_closing():
             return False
-        payload = self._loop.time().hex().encode()[:8].ljust(8, b"0")
-        waiter = self._loop.create_future()
-        self._ping_waiters[payload] = waiter
-        self.h2.ping(payload)
-        self.flush()
-        timer = self._loop.call_later(timeout, _expire_write, waiter, timeout, "no PING answer")
+        # One check at a time per connection: concurrent callers share it.
+        if self._ping is None or self._ping.done():
+            self._ping_counter += 1
+            payload = self._ping_counter.to_bytes(8, "big")
+            waiter = self._loop.create_future()
+            self._ping_waiters[payload] = waiter
+            self._ping = waiter
+            self.h2.ping(payload)
+            self.flush()
+            timer = self._loop.call_later(timeout, _expire_write, waiter, timeout, "no PING answer")
+
+            def done(_: asyncio.Future[None]) -> None:
+                timer.cancel()
+                self._ping_waiters.pop(payload, None)
+
+            waiter.add_done_callback(done)
         try:
-            await waiter
+            await asyncio.shield(self._ping)
         except (WriteTimeout, WriteError):
             return False
-        finally:
-            timer.cancel()
-            self._ping_waiters.pop(payload, None)
         return True
 
     @property
     def is_usable(self) -> bool:
         transport = self.transport
-        return not (
-            self.lost or self.goaway or self.error is not None or transport is None or transport.is_closing()
-        )
+        return not (self.lost or self.goaway or self.error is not None or transport is None or transport.is_closing())
 
     @property
     def max_streams(self) -> int:
