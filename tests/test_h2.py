@@ -356,15 +356,8 @@ async def test_no_content_status_with_content_length_spares_other_streams(status
         assert srv.accepted == 1
 
 
-MALFORMED_RESPONSE_BUG = (
-    "h2 (validate_inbound_headers) raises a connection-level ProtocolError for a malformed response "
-    "head, and H2Protocol.data_received turns it into a connection error that fails every stream on "
-    "the connection; RFC 9113 sections 8.1.1 and 8.2: a malformed response MUST be treated as a "
-    "stream error (RST_STREAM PROTOCOL_ERROR), failing that response only"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=MALFORMED_RESPONSE_BUG)
 @pytest.mark.parametrize(
     "fields",
     [[(b"X-Upper", b"1")], [(b"connection", b"keep-alive")]],

@@ -30,6 +30,7 @@ code; GOAWAY stops new streams and fails those above its last stream id with
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -168,7 +169,17 @@ class H2Protocol(asyncio.Protocol):
         self._limits = limits
         self._on_stream_closed = on_stream_closed
         self._on_state = on_state
-        config = h2.config.H2Configuration(client_side=True, header_encoding=None, validate_inbound_headers=True)
+        # Field checks are ours: outbound, a Request's fields are validated when it
+        # is built (and names lowercased here); inbound, ``_malformed`` checks the
+        # response so a malformed one is a *stream* error (RFC 9113 section 8.1.1)
+        # where h2 would fail the whole connection.
+        config = h2.config.H2Configuration(
+            client_side=True,
+            header_encoding=None,
+            validate_inbound_headers=False,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
         self.h2 = _H2Connection(config=config)
         self.h2.local_settings = h2.settings.Settings(
             client=True,
@@ -326,7 +337,12 @@ class H2Protocol(asyncio.Protocol):
             assert isinstance(event, h2.events.TrailersReceived)
             stream = self.streams.get(event.stream_id or 0)
             if stream is not None:
-                stream.trailers.extend_raw((n, v) for n, v in event.headers or [] if not n.startswith(b":"))
+                problem = _malformed(event.headers or [], trailers=True)
+                if problem is not None:
+                    self._reset(stream, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                    self._fail(stream, RemoteProtocolError(f"malformed HTTP/2 trailers: {problem}"))
+                else:
+                    stream.trailers.extend_raw(event.headers or [])
         elif kind is h2.events.InformationalResponseReceived:
             assert isinstance(event, h2.events.InformationalResponseReceived)
             stream = self.streams.get(event.stream_id or 0)
@@ -364,6 +380,11 @@ class H2Protocol(asyncio.Protocol):
     def _head(self, stream_id: int, raw: list[tuple[bytes, bytes]]) -> None:
         stream = self.streams.get(stream_id)
         if stream is None or stream.head_waiter.done():
+            return
+        problem = _malformed(raw, trailers=False)
+        if problem is not None:
+            self._reset(stream, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            self._fail(stream, RemoteProtocolError(f"malformed HTTP/2 response on stream {stream_id}: {problem}"))
             return
         status = 0
         fields: list[tuple[bytes, bytes, bytes]] = []
@@ -670,6 +691,35 @@ class H2Protocol(asyncio.Protocol):
                 continue
             out.append((name, value))
         return out
+
+
+_FIELD_NAME = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9a-z]+$")
+_BAD_VALUE = re.compile(rb"[\r\n\x00]|^[ \t]|[ \t]$")
+_CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"})
+
+
+def _malformed(fields: list[tuple[bytes, bytes]], *, trailers: bool) -> str | None:
+    """Why a response head (or trailer section) is malformed, or None (RFC 9113 section 8)."""
+    status_seen = False
+    regular_seen = False
+    for name, value in fields:
+        if name.startswith(b":"):
+            if trailers or name != b":status" or status_seen or regular_seen:
+                return f"unexpected pseudo-header {name!r}"
+            if len(value) != 3 or not value.isdigit():
+                return f"invalid :status {value!r}"
+            status_seen = True
+            continue
+        regular_seen = True
+        if not _FIELD_NAME.match(name):
+            return f"invalid field name {name!r} (HTTP/2 field names are lowercase tokens)"
+        if name in _CONNECTION_SPECIFIC or name == b"te":
+            return f"connection-specific field {name.decode()!r}"
+        if _BAD_VALUE.search(value):
+            return f"invalid value for {name.decode()!r}"
+    if not trailers and not status_seen:
+        return "no :status"
+    return None
 
 
 def _code(code: object) -> str:
