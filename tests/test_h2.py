@@ -910,3 +910,22 @@ async def test_ping_liveness_check_of_concurrent_requests_keeps_the_connection()
         assert [r.content if isinstance(r, httpstream.Response) else r for r in results] == [b"conn 1", b"conn 1"]
         assert time.monotonic() - started < 2.0
         assert srv.accepted == 1
+
+
+async def test_ping_flood_is_cut_off() -> None:
+    """DESIGN.md: queued control replies are bounded; a PING flood ends the connection with a clear error."""
+    import hyperframe.frame
+
+    async def handler(conn: H2ServerConnection, stream: ServerStream) -> None:
+        conn.send_headers(stream.stream_id, 200)
+        pings = b"".join(hyperframe.frame.PingFrame(0, opaque_data=i.to_bytes(8, "big")).serialize() for i in range(5000))
+        conn.write_raw(pings)
+        await asyncio.sleep(30)
+
+    async with H2FaultServer(handler) as srv, h2c_client() as client:
+        start = time.monotonic()
+        with pytest.raises(httpstream.RemoteProtocolError, match="flood"):
+            async with client.stream("GET", srv.url("/")) as r:
+                await r.aread()
+        assert time.monotonic() - start < 3
+        assert pool_of(client).stats().in_use == 0

@@ -58,6 +58,7 @@ from .._streams import BodyBuffer
 __all__ = ["H2Protocol", "H2Stream"]
 
 _ACK_BATCH = 64 * 1024
+_MAX_CONTROL_FRAMES_PER_SECOND = 1000
 
 # RFC 9113 section 8.2.2: connection-specific fields must not be sent.
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"host"})
@@ -207,6 +208,8 @@ class H2Protocol(asyncio.Protocol):
         self._slot_waiters: list[asyncio.Future[None]] = []
         self._ping: asyncio.Future[None] | None = None
         self._ping_counter = 0
+        self._control_window_start = 0.0
+        self._control_frames = 0
         self._pending: dict[int, list[bytes]] = {}
         self._saw_settings = False
         self._first_bytes = bytearray()
@@ -364,10 +367,25 @@ class H2Protocol(asyncio.Protocol):
                     self._maybe_done(stream, force=True)  # NO_ERROR after a complete answer
                 else:
                     self._fail(stream, RemoteProtocolError(message, error_code=int(event.error_code or 0)))
-        elif kind is h2.events.WindowUpdated or kind is h2.events.RemoteSettingsChanged:
-            self._wake_senders()
+        elif kind is h2.events.PingReceived or kind is h2.events.RemoteSettingsChanged:
+            # h2 queues an ACK for each; a peer that sends them without end (and
+            # reads nothing back) would make that queue grow without bound.
+            now = self._loop.time()
+            if now - self._control_window_start > 1.0:
+                self._control_window_start, self._control_frames = now, 0
+            self._control_frames += 1
+            if self._control_frames > _MAX_CONTROL_FRAMES_PER_SECOND:
+                self.connection_error(
+                    RemoteProtocolError(
+                        f"more than {_MAX_CONTROL_FRAMES_PER_SECOND} PING/SETTINGS frames in one second (a flood)"
+                    )
+                )
+                return
             if kind is h2.events.RemoteSettingsChanged:
+                self._wake_senders()
                 self._on_state()
+        elif kind is h2.events.WindowUpdated:
+            self._wake_senders()
         elif kind is h2.events.ConnectionTerminated:
             assert isinstance(event, h2.events.ConnectionTerminated)
             self._goaway(event)
