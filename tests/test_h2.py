@@ -161,7 +161,8 @@ async def test_early_close_resets_the_stream_and_keeps_the_connection(
                 if fill:
                     buffer = r.stream.buffer  # type: ignore[union-attr]
                     # the window is full: what we read plus what waits unread
-                    await until(lambda buffer=buffer, got=len(chunk): got + buffer.size >= WINDOW - 2 * FRAME)
+                    got = len(chunk)
+                    await until(lambda buffer=buffer, got=got: got + buffer.size >= WINDOW - 2 * FRAME)
             assert pool.stats().streams == 0
         assert 5 * (WINDOW - 2 * FRAME) > CONNECTION_WINDOW
         for i in range(20):
