@@ -200,3 +200,15 @@ async def test_fallback_when_udp_is_blackholed_takes_under_a_second(
             assert pool.stats().connections == 1  # the abandoned QUIC attempt left nothing behind
     finally:
         blackhole.close()
+
+
+async def test_rounds_of_100_streams_wait_for_max_streams_not_for_expiry(caddy: Caddy, cert_files: dict[str, str]) -> None:
+    """Rounds past the server's initial stream limit go on as MAX_STREAMS arrives, on one connection."""
+    async with client(cert_files, http3="only") as c:
+        for _ in range(4):
+            start = time.monotonic()
+            results = await asyncio.gather(*(c.get(caddy.url("/small")) for _ in range(100)))
+            assert time.monotonic() - start < 2.0
+            assert {r.http_version for r in results} == {"HTTP/3"}
+        stats = pool_of(c).stats()
+        assert (stats.connections, stats.streams, stats.queued) == (1, 0, 0)

@@ -203,11 +203,15 @@ class H3Protocol:
 
     # -- the core loop --------------------------------------------------------------------------
     def _process(self) -> None:
+        was_full = self.handshake.done() and not self.terminated and not self.can_open(0)
         while True:
             event = self.quic.next_event()
             if event is None:
                 break
             self._quic_event(event)
+        if was_full and not self.terminated and self.can_open(0):
+            # The server granted more streams (MAX_STREAMS): queued requests may go.
+            self._on_state()
         if self._batch:
             batch, self._batch = self._batch, {}
             for stream_id, pieces in batch.items():
