@@ -31,9 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-gc", action="store_true", help="skip gc.collect() after each example (faster)")
     parser.add_argument(
-        "--cancel-while-connecting",
+        "--no-cancel-while-connecting",
         action="store_true",
-        help="also cancel requests while their connection is being opened (leaks a socket on CPython 3.11)",
+        help="never cancel a request while its connection is being opened",
     )
     args = parser.parse_args(argv)
     if args.examples < 1:
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         read_timeout=args.read_timeout,
         hang_after=args.hang_after,
         gc_each=not args.no_gc,
-        cancel_while_connecting=args.cancel_while_connecting,
+        cancel_while_connecting=not args.no_cancel_while_connecting,
     )
     result = run_target(args.target, settings)
     if result.failure is not None:

@@ -5,7 +5,9 @@ Theory of operation
 One example (a ``Case``) is: a set of ``Limits`` (often tiny, so the limits and
 the backpressure paths are hit with small inputs), one to three requests, each
 with a way to read its response (iterate the stream, ``aread()``, close after a
-few chunks, close at once, or cancel the task after a few loop turns), and the
+few chunks, close at once, or cancel the task after a few loop turns, also
+while its connection is being opened unless ``Settings.cancel_while_connecting``
+is off), and the
 ``Reply`` scripts the fake peer (``fuzz/_peer.py``) answers them with: response
 bytes from ``fuzz/_h1_wire.py`` cut at drawn points, an end (keep the connection,
 half-close, close, reset) and sometimes late bytes written a few loop turns
@@ -22,10 +24,12 @@ The rules checked for every request, then for the whole example:
   ``CancelledError`` only where the harness cancelled;
 - a body read to its end without error has the response's ``content_length``
   bytes, when that is known (``Mismatch``);
-- the bytes handed out are a prefix of the body that h11, fed the same bytes at
-  once, sees; a body reported complete is exactly that body, under the same
-  final status (``Mismatch``; checked for pool cases where the peer's log says
-  which bytes the request got);
+- the bytes handed out are a prefix of the body that h11, fed the connection's
+  bytes at once, sees; a body reported complete is exactly that body, under the
+  same final status (``Mismatch``; checked for pool cases where the peer's log
+  says which bytes the request got);
+- a connection carries another request only after a complete keep-alive
+  response that did not come with bytes beyond its end (``Mismatch``);
 - after the response is closed, ``pool.stats().in_use`` falls to 0 (at once, or
   once a drain ends, within ``drain_timeout``) (``Leak``);
 - at the end every pooled connection is idle; after ``pool.aclose()`` the pool

@@ -131,11 +131,13 @@ async def happy_eyeballs(host: str, port: int, local_address: str | None = None)
     finally:
         for task in attempts:
             task.cancel()
+        if attempts:
+            # Wait for the losers to wind down (their sockets are closed below);
+            # a cancellation of this task still propagates from here.
+            await asyncio.wait(attempts)
         for task in attempts:
-            try:
-                await task
-            except BaseException:
-                pass
+            if not task.cancelled():
+                task.exception()  # retrieved: no "never retrieved" warning
         for sock in sockets:
             if sock is not winner:
                 sock.close()

@@ -397,3 +397,15 @@ async def test_trailers_are_delivered() -> None:
         async with client.stream("GET", srv.url()) as r:
             assert await r.aread() == b"hello"
             assert r.trailers["x-sum"] == "42"
+
+
+async def test_http10_response_reports_its_version_and_is_not_reused() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+        await reader.read()
+
+    async with FaultServer(handler) as srv, httpstream.AsyncClient() as client:
+        r = await client.get(srv.url())
+        assert (r.http_version, r.content) == ("HTTP/1.0", b"hi")
+        assert client.transport.stats().connections == 0  # type: ignore[attr-defined]

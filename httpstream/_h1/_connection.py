@@ -152,7 +152,7 @@ class HTTP11Connection:
         response = Response(
             head_info.status_code,
             headers=head_info.headers,
-            http_version="HTTP/1.1",
+            http_version=head_info.http_version,
             reason_phrase=head_info.reason,
             request=request,
             stream=stream,
