@@ -6,6 +6,13 @@ Every adapter is an async context manager exposing:
     await a.download(url, chunk_size)     -> int   streamed GET, total bytes read
     await a.early_close(url, chunk_size)  -> int   streamed GET, read ONE chunk,
                                                    then close the response early
+    await a.probe_protocol(url)           -> str   full small GET, the negotiated
+                                                   protocol ("HTTP/1.1", "HTTP/2")
+
+``make_adapter(client, tls=TLS(ca_path, http2=True))`` builds an adapter for the
+TLS server (HTTP/2 where the client supports it, else HTTP/1.1 over TLS);
+``TLS(ca_path, http2=False, http3="only")`` asks for HTTP/3 straight away and
+``http3="discover"`` for HTTP/3 found through Alt-Svc (see ``TLS``).
 
 Imports of the client libraries happen lazily inside ``make_adapter`` so that a
 missing/broken library only affects its own worker subprocess.
@@ -18,13 +25,45 @@ import contextlib
 import importlib
 import inspect
 import socket
+import ssl
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from typing import Self
 
-CLIENTS = ("httpstream", "httpx", "aiohttp", "niquests", "bare")
+CLIENTS = ("httpstream", "httpx", "aiohttp", "niquests", "bare", "bare-aioquic")
+# clients that can speak HTTP/2 (aiohttp and bare are HTTP/1.1 only)
+H2_CLIENTS = ("httpstream", "httpx", "niquests")
+# clients that speak HTTP/3 (bare-aioquic: aioquic alone, see bench/h3bare.py)
+H3_CLIENTS = ("httpstream", "niquests", "bare-aioquic")
+
+
+@dataclass(frozen=True)
+class TLS:
+    """How to reach the TLS server: the CA file that signed its certificate,
+    whether to ask for HTTP/2 (ALPN h2), and HTTP/3: None (never), "only"
+    (QUIC straight away, no TCP) or "discover" (TCP first; HTTP/3 once a
+    response advertised it with Alt-Svc, falling back to TCP if QUIC fails)."""
+
+    ca_path: str
+    http2: bool = True
+    http3: str | None = None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_path)
+
+
+def normalize_version(v: Any) -> str:
+    """'HTTP/2', 20, HttpVersion(1, 1), ... -> 'HTTP/2' / 'HTTP/1.1'."""
+    if isinstance(v, int):  # niquests: 11, 20, 30
+        major, minor = divmod(v, 10)
+        return f"HTTP/{major}" if major >= 2 else f"HTTP/{major}.{minor}"
+    if hasattr(v, "major") and hasattr(v, "minor"):  # aiohttp HttpVersion
+        return f"HTTP/{v.major}" if v.major >= 2 else f"HTTP/{v.major}.{v.minor}"
+    text = str(v)
+    return {"HTTP/2.0": "HTTP/2", "HTTP/3.0": "HTTP/3"}.get(text, text)
 
 
 class AdapterError(RuntimeError):
@@ -39,8 +78,9 @@ def _check_status(status: Any, url: str) -> None:
 class Adapter:
     name = "?"
 
-    def __init__(self) -> None:
+    def __init__(self, tls: TLS | None = None) -> None:
         self._stack = contextlib.AsyncExitStack()
+        self.tls = tls
 
     async def __aenter__(self) -> Self:
         await self._stack.__aenter__()
@@ -66,6 +106,13 @@ class Adapter:
     async def early_close(self, url: str, chunk_size: int) -> int:
         raise NotImplementedError
 
+    async def probe_protocol(self, url: str) -> str:
+        raise NotImplementedError
+
+    def pool_info(self) -> dict[str, Any]:
+        """Client-side view of the pool, where the library exposes one."""
+        return {}
+
 
 # ---------------------------------------------------------------------------
 # httpx and httpstream share the same API shape.
@@ -73,14 +120,35 @@ class Adapter:
 class HttpxStyleAdapter(Adapter):
     """``AsyncClient`` / ``client.get`` / ``client.stream(...).aiter_bytes``."""
 
-    def __init__(self, module: Any, name: str) -> None:
-        super().__init__()
+    def __init__(self, module: Any, name: str, tls: TLS | None = None) -> None:
+        super().__init__(tls)
         self.mod = module
         self.name = name
         self.client: Any = None
 
     async def open(self) -> None:
-        self.client = await self._stack.enter_async_context(self.mod.AsyncClient())
+        kwargs: dict[str, Any] = {}
+        if self.tls is not None:
+            kwargs["http2"] = self.tls.http2
+            # httpstream takes a CA path; httpx 0.28 deprecates str for verify=
+            kwargs["verify"] = self.tls.ca_path if self.name == "httpstream" else self.tls.ssl_context()
+            if self.tls.http3 is not None:
+                if self.name != "httpstream":
+                    raise AdapterError(f"{self.name} does not speak HTTP/3")
+                kwargs["http3"] = "only" if self.tls.http3 == "only" else True
+        self.client = await self._stack.enter_async_context(self.mod.AsyncClient(**kwargs))
+
+    async def probe_protocol(self, url: str) -> str:
+        r = await self.client.get(url)
+        _check_status(self._status(r), url)
+        return normalize_version(r.http_version)
+
+    def pool_info(self) -> dict[str, Any]:
+        stats = getattr(getattr(self.client, "transport", None), "stats", None)
+        if stats is None:  # httpx has no public pool statistics
+            return {}
+        st = stats()
+        return {f: getattr(st, f) for f in getattr(st, "__dataclass_fields__", ())}
 
     @staticmethod
     def _status(r: Any) -> Any:
@@ -118,13 +186,22 @@ class HttpxStyleAdapter(Adapter):
 class AiohttpAdapter(Adapter):
     name = "aiohttp"
 
-    def __init__(self, module: Any) -> None:
-        super().__init__()
+    def __init__(self, module: Any, tls: TLS | None = None) -> None:
+        super().__init__(tls)
         self.mod = module
         self.session: Any = None
 
     async def open(self) -> None:
-        self.session = await self._stack.enter_async_context(self.mod.ClientSession())
+        # aiohttp speaks HTTP/1.1 only: over TLS it offers no ALPN and nginx
+        # answers in HTTP/1.1 (one request per connection at a time).
+        connector = None if self.tls is None else self.mod.TCPConnector(ssl=self.tls.ssl_context())
+        self.session = await self._stack.enter_async_context(self.mod.ClientSession(connector=connector))
+
+    async def probe_protocol(self, url: str) -> str:
+        async with self.session.get(url) as r:
+            _check_status(r.status, url)
+            await r.read()
+            return normalize_version(r.version)
 
     async def get(self, url: str) -> int:
         async with self.session.get(url) as r:
@@ -155,16 +232,47 @@ class AiohttpAdapter(Adapter):
 class NiquestsAdapter(Adapter):
     name = "niquests"
 
-    def __init__(self, module: Any) -> None:
-        super().__init__()
+    def __init__(self, module: Any, tls: TLS | None = None) -> None:
+        super().__init__(tls)
         self.mod = module
         self.session: Any = None
+        self.kw: dict[str, Any] = {}
+        # HTTP/3 "only": niquests' QUIC cache ((host, port) -> alternative
+        # authority), preset for each origin before its first request, so that
+        # niquests opens QUIC (qh3) straight away instead of TCP first
+        self.quic_cache: dict[tuple[str, int], tuple[str, int]] | None = None
+
+    def _preset_h3(self, url: str) -> None:
+        if self.quic_cache is not None:
+            u = urlsplit(url)
+            origin = (u.hostname or "", u.port or 443)
+            self.quic_cache.setdefault(origin, origin)
 
     async def open(self) -> None:
-        self.session = await self._stack.enter_async_context(self.mod.AsyncSession())
+        kwargs: dict[str, Any] = {}
+        if self.tls is not None and self.tls.http3 == "only":
+            self.quic_cache = {}
+            kwargs["quic_cache_layer"] = self.quic_cache
+        # http3 "discover": niquests' default session learns HTTP/3 from Alt-Svc
+        if self.tls is not None:
+            # niquests offers h2 by ALPN by default.  The CA goes with each
+            # request: like requests, niquests lets REQUESTS_CA_BUNDLE /
+            # CURL_CA_BUNDLE from the environment override the session's
+            # verify=<path> (the handshake then fails with
+            # CERTIFICATE_VERIFY_FAILED); a per-request verify= wins.
+            self.kw["verify"] = self.tls.ca_path
+            if not self.tls.http2:
+                kwargs["disable_http2"] = True
+        self.session = await self._stack.enter_async_context(self.mod.AsyncSession(**kwargs))
+
+    async def probe_protocol(self, url: str) -> str:
+        self._preset_h3(url)
+        r = await self.session.get(url, **self.kw)
+        _check_status(r.status_code, url)
+        return normalize_version(r.http_version)
 
     async def get(self, url: str) -> int:
-        r = await self.session.get(url)
+        r = await self.session.get(url, **self.kw)
         _check_status(r.status_code, url)
         body = r.content
         if inspect.isawaitable(body):
@@ -172,8 +280,9 @@ class NiquestsAdapter(Adapter):
         return len(body)
 
     async def download(self, url: str, chunk_size: int) -> int:
+        self._preset_h3(url)
         n = 0
-        r = await self.session.get(url, stream=True)
+        r = await self.session.get(url, stream=True, **self.kw)
         async with r:
             _check_status(r.status_code, url)
             async for chunk in await r.iter_content(chunk_size):
@@ -182,7 +291,7 @@ class NiquestsAdapter(Adapter):
 
     async def early_close(self, url: str, chunk_size: int) -> int:
         n = 0
-        r = await self.session.get(url, stream=True)
+        r = await self.session.get(url, stream=True, **self.kw)
         async with r:
             _check_status(r.status_code, url)
             async for chunk in await r.iter_content(chunk_size):
@@ -344,31 +453,111 @@ class BareAdapter(Adapter):
 
 
 # ---------------------------------------------------------------------------
+# bare-aioquic: HTTP/3 on aioquic alone (bench/h3bare.py), one QUIC connection.
+# ---------------------------------------------------------------------------
+class BareH3Adapter(Adapter):
+    name = "bare-aioquic"
+
+    def __init__(self, tls: TLS) -> None:
+        super().__init__(tls)
+        self.h3bare = importlib.import_module("bench.h3bare")
+        self._conn: asyncio.Future[Any] | None = None
+        self._req_cache: dict[str, tuple[bytes, bytes]] = {}
+
+    async def open(self) -> None:
+        pass
+
+    async def _connection(self, url: str) -> Any:
+        if self._conn is None:  # the first request connects; the others wait for it
+            self._conn = asyncio.get_running_loop().create_future()
+            u = urlsplit(url)
+            assert self.tls is not None
+            try:
+                proto = await self._stack.enter_async_context(
+                    self.h3bare.connect(
+                        u.hostname or "127.0.0.1",
+                        u.port or 443,
+                        configuration=self.h3bare.configuration(self.tls.ca_path),
+                        create_protocol=self.h3bare.BareH3Protocol,
+                    )
+                )
+            except BaseException as exc:
+                self._conn.set_exception(exc)
+                self._conn.exception()
+                raise
+            self._conn.set_result(proto)
+        return await self._conn
+
+    async def _request(self, url: str) -> Any:
+        target = self._req_cache.get(url)
+        if target is None:
+            u = urlsplit(url)
+            path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+            target = self._req_cache[url] = (u.netloc.encode("ascii"), path.encode("ascii"))
+        proto = self._conn.result() if self._conn is not None and self._conn.done() else await self._connection(url)
+        status, stream = await proto.request(*target)
+        _check_status(status, url)
+        return stream
+
+    async def probe_protocol(self, url: str) -> str:
+        stream = await self._request(url)
+        await stream.read_all()
+        return "HTTP/3"  # nothing else is spoken (ALPN h3 only)
+
+    async def get(self, url: str) -> int:
+        stream = await self._request(url)
+        return len(await stream.read_all())
+
+    async def download(self, url: str, chunk_size: int) -> int:
+        stream = await self._request(url)
+        n = 0
+        read = stream.read
+        while chunk := await read(chunk_size):
+            n += len(chunk)
+        return n
+
+    def pool_info(self) -> dict[str, Any]:
+        return {"connections": 0 if self._conn is None else 1}
+
+
+# ---------------------------------------------------------------------------
 def library_version(client: str) -> str:
     if client == "bare":
         return "-"
+    if client == "bare-aioquic":
+        client = "aioquic"
     mod = importlib.import_module(client)
     return str(getattr(mod, "__version__", "?"))
 
 
 def probe(client: str) -> str:
     """Import the library and build (not open) its adapter; return its version."""
-    make_adapter(client)
+    make_adapter(client, TLS("-", http2=False, http3="only") if client == "bare-aioquic" else None)
     return library_version(client)
 
 
-def make_adapter(client: str) -> Adapter:
-    """Import the client library and build its adapter (may raise ImportError)."""
+def make_adapter(client: str, tls: TLS | None = None) -> Adapter:
+    """Import the client library and build its adapter (may raise ImportError).
+
+    ``tls``: talk to the TLS server (see ``TLS``) instead of plain HTTP."""
     if client == "bare":
+        if tls is not None:
+            raise ValueError("the bare client speaks plain HTTP/1.1 only")
         return BareAdapter()
+    if client == "bare-aioquic":
+        if tls is None or tls.http3 != "only":
+            raise ValueError("the bare-aioquic client speaks HTTP/3 only (TLS(..., http3='only'))")
+        return BareH3Adapter(tls)
     if client in ("httpx", "httpstream"):
         mod = importlib.import_module(client)
         if not hasattr(mod, "AsyncClient"):
             # e.g. a package still being written (no __init__ / no export yet)
             raise ImportError(f"{client} does not export AsyncClient (yet)")
-        return HttpxStyleAdapter(mod, client)
+        if client == "httpx" and tls is not None and tls.http2:
+            importlib.import_module("h2")  # httpx[http2]; ImportError -> n/a
+        return HttpxStyleAdapter(mod, client, tls)
     if client == "aiohttp":
-        return AiohttpAdapter(importlib.import_module("aiohttp"))
+        return AiohttpAdapter(importlib.import_module("aiohttp"), tls)
     if client == "niquests":
-        return NiquestsAdapter(importlib.import_module("niquests"))
+        return NiquestsAdapter(importlib.import_module("niquests"), tls)
     raise ValueError(f"unknown client {client!r}; choose from {', '.join(CLIENTS)}")

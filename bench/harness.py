@@ -1,11 +1,17 @@
 """Benchmark harness: starts nginx, runs every (scenario, client) in its own
 worker subprocess for several repetitions, prints Markdown tables of medians
 and ratios (httpstream / peer) and writes bench/results/latest.json.
+
+The ``h2_*`` scenarios run against nginx's second server block (TLS with a
+per-run trustme certificate, HTTP/2 by ALPN), the ``h3_*`` scenarios against a
+private caddy (HTTP/3 over QUIC, bench/caddy.py); see bench/README.md.  Each
+server is started only when a selected scenario needs it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -19,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.clients import CLIENTS
+from bench.caddy import Caddy, CaddyError
+from bench.clients import CLIENTS, H2_CLIENTS, H3_CLIENTS
 from bench.nginx import Nginx, NginxError
-from bench.worker import SCENARIOS
+from bench.worker import H2_SCENARIOS, H3_SCENARIOS, SCENARIOS
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -35,12 +42,42 @@ SCENARIO_CLIENTS = {
     "big_download": CLIENTS,
     "early_close": tuple(c for c in CLIENTS if c != "bare"),
     "early_close_small": tuple(c for c in CLIENTS if c != "bare"),
+    # HTTP/2 over TLS; aiohttp (HTTP/1.1 only) joins h2_conc100 over TLS
+    # HTTP/1.1 as a reference point
+    "h2_conc100": (*H2_CLIENTS, "aiohttp"),
+    "h2_big": H2_CLIENTS,
+    "h2_early_close": H2_CLIENTS,
+    # HTTP/3 against caddy; bare-aioquic is aioquic alone (the floor)
+    "h3_conc100": H3_CLIENTS,
+    "h3_big": H3_CLIENTS,
+    # fallback from a blackholed Alt-Svc: niquests (Alt-Svc discovery too) as
+    # the reference
+    "h3_fallback": ("httpstream", "niquests"),
+}
+
+# how a client is shown in a scenario's tables when it is not what the
+# scenario's name says
+LABELS = {
+    ("h2_conc100", "aiohttp"): "aiohttp (HTTP/1.1 over TLS, reference)",
+    ("h3_conc100", "bare-aioquic"): "bare-aioquic (baseline)",
+    ("h3_big", "bare-aioquic"): "bare-aioquic (baseline)",
+}
+
+# targets for httpstream: (scenario, metric key) -> (peer or None for the
+# absolute value, ">=" or "<", threshold)
+TARGETS: dict[tuple[str, str], tuple[str | None, str, float]] = {
+    ("h3_big", "value"): ("bare-aioquic", ">=", 3.0),
+    ("h3_fallback", "value"): (None, "<", 1000.0),
 }
 
 COUNTS = {
-    "default": {"seq_small": 5000, "conc10_small": 10000},
-    "quick": {"seq_small": 1000, "conc10_small": 2000},
+    "default": {"seq_small": 5000, "conc10_small": 10000, "h2_conc100": 20000, "h3_conc100": 5000},
+    "quick": {"seq_small": 1000, "conc10_small": 2000, "h2_conc100": 4000, "h3_conc100": 1000},
 }
+
+# per-worker time limit for scenarios where a peer is known to stall, or that
+# are short by design (min with --timeout)
+SCENARIO_TIMEOUTS = {"h2_early_close": 30.0, "h3_fallback": 30.0}
 
 
 @dataclass(frozen=True)
@@ -91,6 +128,51 @@ METRICS: dict[str, tuple[Metric, ...]] = {
             False,
         ),
     ),
+    "h2_conc100": (
+        Metric("value", "100 concurrent small GETs per round over TLS, HTTP/2 multiplexed", "req/s", True),
+        Metric("connections", "connections that served the run (nginx $connection)", "conns", False),
+    ),
+    "h2_big": (
+        Metric("value", "1 GiB download over TLS HTTP/2, 64 KiB chunks", "MB/s", True),
+        Metric("peak_rss_mb", "peak RSS of the worker during the 1 GiB HTTP/2 download", "MB", False),
+    ),
+    "h2_early_close": (
+        Metric(
+            "value",
+            "GET, then a 1 GiB HTTP/2 stream closed after 1 chunk, then 100 GETs: connections opened (1 = all on one)",
+            "conns",
+            False,
+        ),
+        Metric("first_followup_ms", "latency of the first GET after the early close", "ms", False),
+        Metric("stream_close_ms", "early-closed 1 GiB stream: request + 1 chunk + close", "ms", False),
+        Metric("followup_100_ms", "the 100 follow-up GETs, in total", "ms", False),
+    ),
+    "h3_conc100": (
+        Metric("value", "100 concurrent small GETs per round over HTTP/3 (caddy)", "req/s", True),
+        Metric("connections", "QUIC connections that served the run (client UDP ports in caddy's log)", "conns", False),
+        Metric("max_round_ms", "the slowest round of 100 concurrent GETs", "ms", False),
+    ),
+    "h3_big": (
+        Metric("value", "256 MiB download over HTTP/3 (caddy), 64 KiB chunks", "MB/s", True),
+        Metric("peak_rss_mb", "peak RSS of the worker during the 256 MiB HTTP/3 download", "MB", False),
+    ),
+    "h3_fallback": (
+        Metric(
+            "value",
+            "2nd GET after Alt-Svc named a blackholed UDP port: QUIC attempt, then back to TCP "
+            "(first HTTP/3 attempt of the process)",
+            "ms",
+            False,
+        ),
+        Metric(
+            "fallback_warm_ms",
+            "the same with a second, fresh client in the same process (QUIC modules already imported)",
+            "ms",
+            False,
+        ),
+        Metric("third_ms", "3rd GET (the alternative is known to be broken: plain TCP)", "ms", False),
+        Metric("first_ms", "1st GET (TCP, learns the Alt-Svc entry)", "ms", False),
+    ),
 }
 
 
@@ -98,12 +180,16 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def worker_cmd(client: str, scenario: str, base_url: str, count: int, tag: str) -> list[str]:
+def worker_cmd(
+    client: str, scenario: str, base_url: str, count: int, tag: str, ca_path: str | None = None
+) -> list[str]:
     cmd = [sys.executable, "-m", "bench.worker", client, scenario, base_url]
     if count:
         cmd += ["--count", str(count)]
-    if scenario.startswith("early_close"):
+    if scenario.startswith("early_close") or scenario in H2_SCENARIOS or scenario in H3_SCENARIOS:
         cmd += ["--tag", tag]
+    if (scenario in H2_SCENARIOS or scenario in H3_SCENARIOS) and ca_path:
+        cmd += ["--ca", ca_path]
     return cmd
 
 
@@ -132,7 +218,8 @@ def run_worker(cmd: list[str], timeout: float, cpu: int | None) -> dict[str, Any
             return {
                 "ok": False,
                 "timeout": True,
-                "error": f"timeout after {timeout:.0f}s",
+                "killed": True,
+                "error": f"timeout after {timeout:.0f}s (worker killed)",
             }
         except BaseException:
             proc.kill()
@@ -178,12 +265,17 @@ def render(results: dict[str, Any], scenarios: list[str], command: str, meta: di
     out: list[str] = []
     out.append("# httpstream benchmark\n")
     out.append(f"Command: `{command}`\n")
+    servers = [f"{name} {meta[name]}" for name in ("nginx", "caddy") if meta.get(name)]
     out.append(
-        f"nginx {meta['nginx']} on 127.0.0.1, Python {meta['python']}, "
+        f"{' and '.join(servers) or 'no server'} on 127.0.0.1, Python {meta['python']}, "
         f"{meta['cpus']} CPUs, {meta['reps']} repetitions, "
         f"CPU pinning: {meta['pinning']}. Versions: "
         + ", ".join(f"{c} {v}" for c, v in meta["versions"].items())
-        + "\n"
+        + ". Load average (1/5/15 min) at start "
+        + "/".join(f"{x:.2f}" for x in meta["loadavg_start"])
+        + ", at end "
+        + "/".join(f"{x:.2f}" for x in meta["loadavg_end"])
+        + ".\n"
     )
     out.append(
         "Ratio column = httpstream median / peer median. For req/s and MB/s "
@@ -203,14 +295,119 @@ def render(results: dict[str, Any], scenarios: list[str], command: str, meta: di
                 ratio = _ratio(subj, med)  # the subject's own row reads 1.00
                 note = f" ({r['note']})" if r.get("note") and med is None else ""
                 out.append(
-                    f"| {client}{note} | {_fmt(med, m.unit)} | {_fmt(s['min'], m.unit)} | "
+                    f"| {LABELS.get((sc, client), client)}{note} | {_fmt(med, m.unit)} | {_fmt(s['min'], m.unit)} | "
                     f"{_fmt(s['max'], m.unit)} | {r['ok_runs']}/{r['runs']} | {ratio} |"
                 )
             out.append("")
+            target = _render_target(sc, m, rows)
+            if target:
+                out.append(target + "\n")
+        if sc in H2_SCENARIOS:
+            out.extend(_render_h2_details(sc, results[sc]["clients"]))
+        elif sc == "h3_fallback":
+            out.extend(_render_fallback_details(sc, results[sc]["clients"]))
+        elif sc in H3_SCENARIOS:
+            out.extend(_render_h2_details(sc, results[sc]["clients"], server="caddy `proto`"))
         example = results[sc].get("worker_cmd")
         if example:
             out.append(f"Worker command: `{example}`\n")
     return "\n".join(out)
+
+
+def _counts(values: list[str]) -> str:
+    seen: dict[str, int] = {}
+    for v in values:
+        seen[v] = seen.get(v, 0) + 1
+    return ", ".join(f"{k} x{n}" if len(values) > 1 else k for k, n in seen.items()) or "n/a"
+
+
+def _render_target(sc: str, m: Metric, rows: dict[str, Any]) -> str:
+    """One line: httpstream's target for this metric, met or missed (medians)."""
+    target = TARGETS.get((sc, m.key))
+    if target is None:
+        return ""
+    peer, op, threshold = target
+    subj = rows.get(SUBJECT, {}).get("metrics", {}).get(m.key, {}).get("median")
+    if peer is None:
+        what, value, shown = f"httpstream median {op} {threshold:g} {m.unit}", subj, f"{_fmt(subj, m.unit)} {m.unit}"
+    else:
+        base = rows.get(peer, {}).get("metrics", {}).get(m.key, {}).get("median")
+        value = subj / base if subj is not None and base else None
+        what, shown = f"httpstream / {peer} {op} {threshold:g}", "n/a" if value is None else f"{value:.2f}"
+    if value is None:
+        verdict = "n/a"
+    else:
+        verdict = "met" if (value >= threshold if op == ">=" else value < threshold) else "**missed**"
+    return f"Target: {what}: {shown} — {verdict}."
+
+
+def _render_fallback_details(sc: str, rows: dict[str, Any]) -> list[str]:
+    """Per client: the protocol of each GET (cold client, then warm client),
+    what caddy logged, whether QUIC packets reached the blackhole."""
+    out = [
+        f"### {sc} — protocols (all runs)\n",
+        "| client | GETs 1/2/3 (client) | GETs 1/2/3, 2nd client | caddy `proto` | TCP connections per run "
+        "| QUIC packets at the blackhole | timed out | note |",
+        "|---|---|---|---|---|---|---:|---|",
+    ]
+    for client, r in rows.items():
+        runs = r["raw"]
+        label = LABELS.get((sc, client), client)
+        if not runs:
+            out.append(f"| {label} | n/a | n/a | n/a | n/a | n/a | 0/0 | {r.get('note', '')} |")
+            continue
+        cold = _counts([" / ".join(x.get("protocols") or []) for x in runs if x.get("protocols")])
+        warm = _counts([" / ".join(x.get("protocols_warm") or []) for x in runs if x.get("protocols_warm")])
+        server_protos: dict[str, int] = {}
+        for x in runs:
+            for proto, n in (x.get("server_protocols") or {}).items():
+                server_protos[proto] = server_protos.get(proto, 0) + n
+        conns = [str(x["connections"]) for x in runs if x.get("connections") is not None]
+        reached = _counts(["yes" if x["blackhole_hit"] else "no" for x in runs if "blackhole_hit" in x])
+        timeouts = sum(1 for x in runs if x.get("timeout"))
+        errors = {str(x.get("error", ""))[:160] for x in runs if not x.get("ok")}
+        out.append(
+            f"| {label} | {cold} | {warm} | "
+            + (", ".join(f"{k}: {n:,} req" for k, n in server_protos.items()) or "n/a")
+            + f" | {', '.join(conns) or 'n/a'} | {reached} | {timeouts}/{len(runs)} | "
+            + "; ".join(sorted(e.replace("|", "/") for e in errors if e))
+            + " |"
+        )
+    out.append("")
+    return out
+
+
+def _render_h2_details(sc: str, rows: dict[str, Any], server: str = "nginx $server_protocol") -> list[str]:
+    """Per client, over all runs: the protocol the client reports, what the
+    server logged (nginx $server_protocol, caddy proto), the connections
+    used, timeouts and errors."""
+    out = [
+        f"### {sc} — protocol and connections (all runs)\n",
+        f"| client | protocol (client) | {server} | connections per run | timed out | note |",
+        "|---|---|---|---|---:|---|",
+    ]
+    for client, r in rows.items():
+        runs = r["raw"]
+        if not runs:
+            out.append(f"| {LABELS.get((sc, client), client)} | n/a | n/a | n/a | 0/0 | {r.get('note', '')} |")
+            continue
+        client_protos = [str(x["protocol"]) for x in runs if x.get("protocol")]
+        server_protos: dict[str, int] = {}
+        for x in runs:
+            for proto, n in (x.get("server_protocols") or {}).items():
+                server_protos[proto] = server_protos.get(proto, 0) + n
+        conns = [str(x["connections"]) for x in runs if x.get("connections") is not None]
+        timeouts = sum(1 for x in runs if x.get("timeout"))
+        errors = {str(x.get("error", ""))[:160] for x in runs if not x.get("ok")}
+        out.append(
+            f"| {LABELS.get((sc, client), client)} | {_counts(client_protos)} | "
+            + (", ".join(f"{k}: {n:,} req" for k, n in server_protos.items()) or "n/a")
+            + f" | {', '.join(conns) or 'n/a'} | {timeouts}/{len(runs)} | "
+            + "; ".join(sorted(e.replace("|", "/") for e in errors if e))
+            + " |"
+        )
+    out.append("")
+    return out
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -293,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
         allowed = sorted(os.sched_getaffinity(0))
         nginx_cpu, worker_cpu = allowed[0], allowed[1]
     t_start = time.monotonic()
+    load_start = os.getloadavg()
+    git_rev = _git_rev()  # at the start: the tree may change during a long run
     # SIGTERM -> SystemExit, so the `with Nginx(...)` block still stops nginx
     signal.signal(signal.SIGTERM, _on_sigterm)
 
@@ -304,14 +503,31 @@ def main(argv: list[str] | None = None) -> int:
     unavailable: dict[str, str] = {}
     timed_out: set[tuple[str, str]] = set()
 
+    need_nginx = any(sc not in H3_SCENARIOS for sc in args.scenarios)
+    need_caddy = any(sc in H3_SCENARIOS for sc in args.scenarios)
+    ng: Nginx | None = None
+    cd: Caddy | None = None
     try:
-        with Nginx(cpu=nginx_cpu) as ng:
-            base = ng.base_url
-            _log(f"[bench] nginx {ng.version} at {base} (tmp {ng.tmp}); warming up /big ...")
-            ng.warm_up()
+        with contextlib.ExitStack() as servers:
+            if need_nginx:
+                ng = servers.enter_context(Nginx(cpu=nginx_cpu, h2=any(sc in H2_SCENARIOS for sc in args.scenarios)))
+                _log(
+                    f"[bench] nginx {ng.version} at {ng.base_url}"
+                    + (f" and {ng.h2_base_url} (TLS, h2)" if ng.h2 else "")
+                    + f" (tmp {ng.tmp}); warming up /big ..."
+                )
+                ng.warm_up()
+            if need_caddy:
+                # on the same CPU as nginx (only one of them is busy at a time)
+                cd = servers.enter_context(Caddy(cpu=nginx_cpu))
+                _log(
+                    f"[bench] caddy {cd.version} at {cd.base_url} (h1, h2, h3) and {cd.fallback_url} "
+                    f"(h1, Alt-Svc h3 -> blackholed UDP port {cd.blackhole_port}) (tmp {cd.tmp}); warming up /big ..."
+                )
+                cd.warm_up()
             for client in args.clients:
                 res = run_worker(
-                    [sys.executable, "-m", "bench.worker", client, "probe", base],
+                    [sys.executable, "-m", "bench.worker", client, "probe", "-"],
                     60.0,
                     worker_cpu,
                 )
@@ -330,20 +546,57 @@ def main(argv: list[str] | None = None) -> int:
                         if client in unavailable or (client, sc) in timed_out:
                             continue
                         tag = f"{client}-{sc}-{rep}"
-                        cmd = worker_cmd(client, sc, base, counts.get(sc, 0), tag)
+                        h2 = sc in H2_SCENARIOS
+                        h3 = sc in H3_SCENARIOS
+                        if h3:
+                            assert cd is not None
+                            base = cd.fallback_url if sc == "h3_fallback" else cd.base_url
+                            ca = str(cd.ca_path)
+                            caddy_log = "fallback" if sc == "h3_fallback" else "h3"
+                        else:
+                            assert ng is not None
+                            base = ng.h2_base_url if h2 else ng.base_url
+                            ca = str(ng.ca_path) if ng.ca_path else None
+                        cmd = worker_cmd(client, sc, base, counts.get(sc, 0), tag, ca)
                         examples.setdefault(
                             sc,
                             shlex.join([_python_display(), *cmd[1:3], "CLIENT", *cmd[4:]]).replace(tag, "TAG"),
                         )
+                        log_offset = 0
+                        blackhole_before = None
+                        if h2:
+                            assert ng is not None
+                            log_offset = ng.h2_log_offset()
+                        elif h3:
+                            assert cd is not None
+                            log_offset = cd.log_offset(caddy_log)
+                            blackhole_before = cd.blackhole_counters()
                         t0 = time.monotonic()
-                        res = run_worker(cmd, args.timeout, worker_cpu)
+                        res = run_worker(cmd, min(args.timeout, SCENARIO_TIMEOUTS.get(sc, args.timeout)), worker_cpu)
                         res["wall_s"] = round(time.monotonic() - t0, 3)
                         res["rep"] = rep
                         if res.get("ok") and sc.startswith("early_close"):
+                            assert ng is not None
                             res.update(ng.connections_for_tag(tag))
                             res["value"] = res["connections"]
+                        if h2 and (res.get("ok") or res.get("timeout")):
+                            # also for a stalled run: which connections it used
+                            assert ng is not None
+                            res.update(ng.h2_log_for_tag(tag, log_offset, res.get("requests_sent", 10**9)))
+                            if sc == "h2_early_close" and res.get("ok"):
+                                res["value"] = res["connections"]
+                        if h3 and (res.get("ok") or res.get("timeout")):
+                            assert cd is not None
+                            res.update(
+                                cd.log_for_tag(caddy_log, tag, log_offset, res.get("requests_sent", 10**9), settle=1.0)
+                            )
+                            after = cd.blackhole_counters()
+                            if blackhole_before is not None and after is not None:
+                                res["blackhole_rx_queue_delta"] = after[0] - blackhole_before[0]
+                                res["blackhole_drops_delta"] = after[1] - blackhole_before[1]
+                                res["blackhole_hit"] = after != blackhole_before
                         raw[sc][client].append(res)
-                        if res.get("timeout"):
+                        if res.get("killed"):
                             timed_out.add((client, sc))  # don't burn more reps on it
                         shown = res.get("value")
                         _log(
@@ -354,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
                                 else f"FAILED: {res.get('error', '?')[:200]}"
                             )
                         )
-    except NginxError as exc:
+    except (NginxError, CaddyError) as exc:
         _log(f"[bench] ERROR: {exc}")
         return 2
 
@@ -375,14 +628,15 @@ def main(argv: list[str] | None = None) -> int:
                 entry["note"] = "unavailable"
                 entry["error"] = unavailable[client]
             elif runs and not ok:
-                entry["note"] = "failed"
+                entry["note"] = "timed out" if all(r.get("timeout") for r in runs) else "failed"
                 entry["error"] = runs[-1].get("error")
             results[sc]["clients"][client] = entry
 
     meta = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "git": _git_rev(),
-        "nginx": ng.version,
+        "git": git_rev,
+        "nginx": ng.version if ng is not None else None,
+        "caddy": cd.version if cd is not None else None,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": cpus,
@@ -393,6 +647,9 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions,
         "unavailable": unavailable,
         "elapsed_s": round(time.monotonic() - t_start, 1),
+        # other work on the machine shows up directly in the numbers
+        "loadavg_start": [round(x, 2) for x in load_start],
+        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
     }
     report = render(results, args.scenarios, command, meta)
     print(report)

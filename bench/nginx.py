@@ -10,6 +10,18 @@ Endpoints:
     /ec/<tag>/<file>    static files (``small``, ``mid40k``, ``big``) with a
                         dedicated access log recording ``$connection`` so the
                         harness can count the TCP connections a client opened.
+
+A second server block listens with TLS and HTTP/2 (ALPN ``h2``, falling back to
+HTTP/1.1 for clients that do not offer it) on another port, with a certificate
+for 127.0.0.1 issued per run by a throw-away trustme CA (``ca.pem`` in the temp
+dir).  It serves:
+
+    /small, /big        as above
+    /h2/<tag>/small     ``return 200 "hello world\\n"`` (no disk access)
+    /h2/<tag>/<file>    the static files above
+    Every /h2/ request is logged to ``h2.log`` with ``$connection``
+    and ``$server_protocol``, so the harness can count the connections and check
+    the protocol each client used.
 """
 
 from __future__ import annotations
@@ -80,7 +92,42 @@ http {{
             rewrite ^/ec/[^/]+/(.+)$ /$1 break;
         }}
     }}
-}}
+
+{h2_server}}}
+"""
+
+
+_H2_SERVER = """\
+    log_format bench_h2 '$connection $connection_requests $request_uri '
+                        '$status $body_bytes_sent $server_protocol';
+
+    server {{
+        {listen}
+        ssl_certificate {tmp}/server.pem;
+        ssl_certificate_key {tmp}/server.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:bench_ssl:1m;
+        root {www};
+
+        location = /small {{
+            default_type text/plain;
+            return 200 "hello world\\n";
+        }}
+
+        location = /big {{
+        }}
+
+        location ~ ^/h2/[^/]+/small$ {{
+            access_log {tmp}/h2.log bench_h2;
+            default_type text/plain;
+            return 200 "hello world\\n";
+        }}
+
+        location /h2/ {{
+            access_log {tmp}/h2.log bench_h2;
+            rewrite ^/h2/[^/]+/(.+)$ /$1 break;
+        }}
+    }}
 """
 
 
@@ -121,6 +168,43 @@ def nginx_binary() -> str:
     raise NginxError("apt-get reported success but no nginx binary was found")
 
 
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split(" ", 1)[0].split("."):
+        if not piece.isdigit():
+            break
+        parts.append(int(piece))
+    return tuple(parts)
+
+
+def h2_listen_directive(version: str, host: str, port: int) -> str:
+    """The TLS + HTTP/2 listen line: ``http2 on;`` exists since nginx 1.25.1,
+    older versions (e.g. Debian's 1.22) take ``listen ... ssl http2;``."""
+    if _version_tuple(version) >= (1, 25, 1):
+        return f"listen {host}:{port} ssl backlog=4096;\n        http2 on;"
+    return f"listen {host}:{port} ssl http2 backlog=4096;"
+
+
+def write_certificates(tmp: Path) -> Path:
+    """Issue a certificate for 127.0.0.1/localhost from a fresh trustme CA.
+
+    Writes ``server.pem`` (key + chain, for nginx) and ``ca.pem`` (for the
+    clients) into ``tmp``; returns the CA path."""
+    try:
+        import trustme
+    except ImportError as exc:
+        raise NginxError(
+            "the HTTP/2 scenarios need trustme for a throw-away certificate: "
+            "`.venv/bin/pip install trustme` (or run only the HTTP/1.1 scenarios)"
+        ) from exc
+    ca = trustme.CA()
+    leaf = ca.issue_cert(HOST, "localhost")
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(tmp / "server.pem"))
+    ca_path = tmp / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    return ca_path
+
+
 def nginx_version(binary: str) -> str:
     try:
         proc = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10, check=False)
@@ -133,18 +217,74 @@ def nginx_version(binary: str) -> str:
 class Nginx:
     """Context manager running a private nginx; always stopped on exit."""
 
-    def __init__(self, cpu: int | None = None) -> None:
+    def __init__(self, cpu: int | None = None, h2: bool = True) -> None:
         self.cpu = cpu
+        self.h2 = h2  # also start the TLS + HTTP/2 server block
         self.binary = ""
         self.version = ""
         self.tmp: Path | None = None
         self.port = 0
+        self.port_h2 = 0
+        self.ca_path: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
 
     # -- public helpers -------------------------------------------------
     @property
     def base_url(self) -> str:
         return f"http://{HOST}:{self.port}"
+
+    @property
+    def h2_base_url(self) -> str:
+        return f"https://{HOST}:{self.port_h2}"
+
+    @property
+    def h2_log(self) -> Path:
+        assert self.tmp is not None
+        return self.tmp / "h2.log"
+
+    def h2_log_offset(self) -> int:
+        """Current size of h2.log: pass it to ``h2_log_for_tag`` to scan only
+        what was logged after this point."""
+        try:
+            return self.h2_log.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def h2_log_for_tag(self, tag: str, offset: int, expected: int, settle: float = 2.0) -> dict[str, object]:
+        """Connections and protocols that served /h2/<tag>/... (from h2.log).
+
+        Waits up to ``settle`` s for ``expected`` lines: an aborted stream is
+        logged only once nginx sees the RST_STREAM or the connection close."""
+        prefix = f"/h2/{tag}/"
+        deadline = time.monotonic() + settle
+        while True:
+            lines: list[list[str]] = []
+            try:
+                with open(self.h2_log, "rb") as f:
+                    f.seek(offset)
+                    text = f.read().decode("ascii", "replace")
+            except FileNotFoundError:
+                text = ""
+            for line in text.splitlines():
+                parts = line.split()
+                if len(parts) >= 6 and parts[2].startswith(prefix):
+                    lines.append(parts)
+            if len(lines) >= expected or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        conns: dict[str, int] = {}
+        protocols: dict[str, int] = {}
+        by_file: dict[str, set[str]] = {}
+        for conn, _reqs, uri, _status, _sent, proto in (p[:6] for p in lines):
+            conns[conn] = conns.get(conn, 0) + 1
+            protocols[proto] = protocols.get(proto, 0) + 1
+            by_file.setdefault(uri[len(prefix) :], set()).add(conn)
+        return {
+            "connections": len(conns),
+            "logged_requests": len(lines),
+            "server_protocols": protocols,
+            "connections_by_file": {k: sorted(v) for k, v in by_file.items()},
+        }
 
     @property
     def early_close_log(self) -> Path:
@@ -217,6 +357,14 @@ class Nginx:
         with open(www / "big", "wb") as f:
             f.truncate(BIG_SIZE)  # sparse: costs no disk space
         self.port = free_port()
+        if self.h2:
+            self.ca_path = write_certificates(self.tmp)
+            self.port_h2 = free_port()
+            h2_server = _H2_SERVER.format(
+                tmp=self.tmp, www=www, listen=h2_listen_directive(self.version, HOST, self.port_h2)
+            )
+        else:
+            h2_server = ""
         conf = self.tmp / "nginx.conf"
         conf.write_text(
             _CONFIG.format(
@@ -224,6 +372,7 @@ class Nginx:
                 www=www,
                 host=HOST,
                 port=self.port,
+                h2_server=h2_server,
                 # bitmask with only bit `cpu` set, e.g. cpu 0 -> "1", cpu 1 -> "10"
                 affinity="" if self.cpu is None else f"worker_cpu_affinity {1 << self.cpu:b};\n",
             )
@@ -242,12 +391,15 @@ class Nginx:
         assert self.proc is not None
         assert self.tmp is not None
         deadline = time.monotonic() + timeout
+        ports = [self.port] + ([self.port_h2] if self.h2 else [])
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise NginxError(f"nginx exited early:\n{self._logs()}")
             try:
-                with socket.create_connection((HOST, self.port), timeout=0.5):
-                    return
+                for port in ports:
+                    with socket.create_connection((HOST, port), timeout=0.5):
+                        pass
+                return
             except OSError:
                 time.sleep(0.05)
         raise NginxError(f"nginx did not accept connections within {timeout}s:\n{self._logs()}")
