@@ -138,10 +138,12 @@ class H2Stream:
         "informational",
         "read_timeout",
         "unacked",
+        "expected_length",
     )
 
     def __init__(self, stream_id: int, method: str, read_timeout: float | None) -> None:
         self.unacked = 0  # consumed bytes not yet acknowledged to h2
+        self.expected_length: int | None = None  # Content-Length of the response, to check the body against
         self.stream_id = stream_id
         self.method = method
         self.head_waiter: asyncio.Future[tuple[int, Headers]] = asyncio.get_running_loop().create_future()
@@ -286,6 +288,15 @@ class H2Protocol(asyncio.Protocol):
             stream = self.streams.get(stream_id)
             if stream is not None and stream.buffer is not None:
                 stream.buffer.feed(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+                expected = stream.expected_length
+                if expected is not None and stream.buffer.bytes_fed > expected:
+                    self._reset(stream, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                    self._fail(
+                        stream,
+                        RemoteProtocolError(
+                            f"HTTP/2 stream {stream_id} sent more body bytes than its Content-Length ({expected})"
+                        ),
+                    )
         pending.clear()
 
     def eof_received(self) -> bool | None:
@@ -328,9 +339,23 @@ class H2Protocol(asyncio.Protocol):
         elif kind is h2.events.StreamEnded:
             stream = self.streams.get(event.stream_id or 0)  # type: ignore[attr-defined]
             if stream is not None:
+                buffer = stream.buffer
+                expected = stream.expected_length
+                if buffer is not None and expected is not None and buffer.bytes_fed != expected:
+                    # RFC 9113 section 8.1.1: a body whose length differs from its
+                    # Content-Length is malformed; never hand it over as complete.
+                    self._reset(stream, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                    self._fail(
+                        stream,
+                        RemoteProtocolError(
+                            f"HTTP/2 stream {stream.stream_id} ended after {buffer.bytes_fed} body bytes "
+                            f"but its Content-Length is {expected}; the body is incomplete or too long"
+                        ),
+                    )
+                    return
                 stream.ended = True
-                if stream.buffer is not None:
-                    stream.buffer.feed_eof()
+                if buffer is not None:
+                    buffer.feed_eof()
                 elif not stream.head_waiter.done():
                     stream.head_waiter.set_exception(
                         RemoteProtocolError("server ended the stream without a response head")
@@ -406,11 +431,23 @@ class H2Protocol(asyncio.Protocol):
             return
         status = 0
         fields: list[tuple[bytes, bytes, bytes]] = []
+        lengths: set[bytes] = set()
         for name, value in raw:
             if name == b":status":
                 status = int(value)
             elif not name.startswith(b":"):
                 fields.append((name, name, value))
+                if name == b"content-length":
+                    lengths.update(v.strip() for v in value.split(b","))
+        if lengths:
+            if len(lengths) != 1 or not next(iter(lengths)).isdigit():
+                self._reset(stream, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                self._fail(
+                    stream, RemoteProtocolError(f"invalid Content-Length in HTTP/2 response: {sorted(lengths)!r}")
+                )
+                return
+            if stream.method != "HEAD" and status not in (204, 304):
+                stream.expected_length = int(next(iter(lengths)))
         if len(fields) > self._limits.max_header_count:
             self._reset(stream, h2.errors.ErrorCodes.REFUSED_STREAM)
             self._fail(
