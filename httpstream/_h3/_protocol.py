@@ -393,7 +393,12 @@ class H3Protocol:
         stream_id = self.quic.get_next_available_stream_id()
         stream = H3Stream(stream_id, read_timeout)
         self.streams[stream_id] = stream
-        self.quic.consumed[stream_id] = 0
+        consumed = self.quic.consumed
+        if len(consumed) > 2 * len(self.streams) + 16:
+            live = self.quic._streams
+            for key in [k for k in consumed if k not in live and k not in self.streams]:
+                del consumed[key]
+        consumed[stream_id] = 0
         return stream
 
     def send_headers(self, stream: H3Stream, headers: list[tuple[bytes, bytes]], end_stream: bool) -> None:
@@ -519,7 +524,9 @@ class H3Protocol:
             return
         stream.closed = True
         self.streams.pop(stream.stream_id, None)
-        self.quic.consumed.pop(stream.stream_id, None)
+        # The stream's credit stays frozen (its entry in ``consumed`` is kept):
+        # a server that goes on sending to a stream we gave up on gets no more
+        # window.  Entries go once aioquic has discarded the stream.
         for waiter in self._send_waiters:
             if not waiter.done():
                 waiter.set_result(None)
