@@ -35,7 +35,9 @@ The client side (shared with the ``h3`` target): one to four requests (GET,
 sometimes HEAD, sometimes POST with a body of a few bytes or larger than the
 flow-control window, as bytes or as an async iterator), run one after the other
 or concurrently, each read in full (iteration or ``aread()``), closed after a
-few chunks, closed at once, or cancelled after a few loop turns; through
+few chunks, closed at once, or cancelled after a few loop turns (also while
+its connection is being opened, unless ``Settings.cancel_while_connecting`` is
+off); through
 ``ConnectionPool(http1=False, http2=True)`` or
 ``AsyncClient(http1=False, http2=True)``.  Each request gets its own path, so
 the peer's log says which reply answered it.
@@ -1059,7 +1061,8 @@ async def _request(
             for _ in range(plan.count):
                 await asyncio.sleep(0)
             if not settings.cancel_while_connecting:
-                # Never cancel while a connection is being opened (see the h1 target).
+                # Told not to cancel while a connection is being opened (a retry may open
+                # one late).  The pool has no event for it; poll, turn by turn.
                 while pool.stats().connecting and not task.done():  # noqa: ASYNC110
                     await asyncio.sleep(0)
             task.cancel()
