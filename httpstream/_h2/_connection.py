@@ -155,6 +155,7 @@ class HTTP2Connection:
                 and waiter.exception() is None
             ):
                 status, fields = waiter.result()  # answered before the body was all sent
+                proto.end_request(stream)
             else:
                 reason = exc if isinstance(exc, HTTPStreamError) else ReadError("request cancelled")
                 proto.cancel(stream, reason)

@@ -354,6 +354,7 @@ class H2Protocol(asyncio.Protocol):
                     )
                     return
                 stream.ended = True
+                self._wake_senders()  # an upload waiting for window stops at once
                 if buffer is not None:
                     buffer.feed_eof()
                 elif not stream.head_waiter.done():
@@ -560,6 +561,7 @@ class H2Protocol(asyncio.Protocol):
                 buffer.discard()
             return
         if stream.ended and buffer is not None and buffer.at_eof:
+            self.end_request(stream)  # an answer that came before the whole upload: stop it
             return
         self.cancel(stream, _closed_by_caller())
 
@@ -696,7 +698,9 @@ class H2Protocol(asyncio.Protocol):
             self.flush()
             timer = self._loop.call_later(timeout, _expire_write, waiter, timeout, "no PING answer")
 
-            def done(_: asyncio.Future[None]) -> None:
+            def done(future: asyncio.Future[None]) -> None:
+                if not future.cancelled():
+                    future.exception()  # retrieved even when every waiter was cancelled
                 timer.cancel()
                 self._ping_waiters.pop(payload, None)
 

@@ -128,7 +128,7 @@ class HTTP3Connection:
         authority = host[0] if host else url.netloc.encode("ascii")
         headers = proto.request_headers(request.method, "https", authority, url.target, request.headers)
         content = request.content
-        stream = proto.open_stream(read_timeout)
+        stream = proto.open_stream(read_timeout, request.method)
         try:
             proto.send_headers(stream, headers, end_stream=content is None or content == b"")
             if isinstance(content, bytes):

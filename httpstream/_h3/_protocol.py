@@ -114,9 +114,15 @@ class H3Stream:
         "error",
         "head_bytes",
         "read_timeout",
+        "method",
+        "no_body",
+        "informational",
     )
 
-    def __init__(self, stream_id: int, read_timeout: float | None) -> None:
+    def __init__(self, stream_id: int, read_timeout: float | None, method: str = "GET") -> None:
+        self.method = method
+        self.no_body = False  # HEAD, 204, 304: any DATA is a protocol error
+        self.informational = 0
         self.stream_id = stream_id
         self.head_waiter: asyncio.Future[tuple[int, Headers]] = asyncio.get_running_loop().create_future()
         self.head_timer: asyncio.TimerHandle | None = None
@@ -327,6 +333,13 @@ class H3Protocol:
                     stream, RemoteProtocolError("HTTP/3 DATA before the response head"), ErrorCode.H3_FRAME_UNEXPECTED
                 )
                 return
+            if event.data and stream.no_body:
+                self._abort(
+                    stream,
+                    RemoteProtocolError("HTTP/3 response to HEAD (or a 204/304) carried a body"),
+                    ErrorCode.H3_MESSAGE_ERROR,
+                )
+                return
             if event.data:
                 self._batch.setdefault(event.stream_id, []).append(event.data)
             if event.stream_ended:
@@ -362,7 +375,17 @@ class H3Protocol:
             return
         if status < 200:
             stream.head_bytes = 0
+            stream.informational += 1
+            if stream.informational > limits.max_informational_responses:
+                self._abort(
+                    stream,
+                    RemoteProtocolError(
+                        f"more than {limits.max_informational_responses} informational (1xx) responses to one request"
+                    ),
+                    ErrorCode.H3_EXCESSIVE_LOAD,
+                )
             return  # informational: the final head follows
+        stream.no_body = stream.method == "HEAD" or status in (204, 304)
         if stream.head_timer is not None:
             stream.head_timer.cancel()
             stream.head_timer = None
@@ -389,9 +412,9 @@ class H3Protocol:
             self._forget(stream)
 
     # -- streams ------------------------------------------------------------------------------------
-    def open_stream(self, read_timeout: float | None) -> H3Stream:
+    def open_stream(self, read_timeout: float | None, method: str = "GET") -> H3Stream:
         stream_id = self.quic.get_next_available_stream_id()
-        stream = H3Stream(stream_id, read_timeout)
+        stream = H3Stream(stream_id, read_timeout, method)
         self.streams[stream_id] = stream
         consumed = self.quic.consumed
         if len(consumed) > 2 * len(self.streams) + 16:
