@@ -19,7 +19,7 @@ from typing import Union
 
 from ._exceptions import LocalProtocolError
 
-__all__ = ["Headers", "HeaderTypes", "encode_header_value"]
+__all__ = ["Headers", "HeaderTypes", "encode_header_value", "multiplexed_request_fields"]
 
 HeaderKey = Union[str, bytes]
 HeaderTypes = Union[
@@ -185,9 +185,7 @@ class Headers(MutableMapping[str, str]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Headers):
-            return sorted((k, v) for _, k, v in self._items) == sorted(
-                (k, v) for _, k, v in other._items
-            )
+            return sorted((k, v) for _, k, v in self._items) == sorted((k, v) for _, k, v in other._items)
         if isinstance(other, Mapping):
             return self == Headers(other)
         return NotImplemented
@@ -196,3 +194,29 @@ class Headers(MutableMapping[str, str]):
 
     def __repr__(self) -> str:
         return f"Headers({self.multi_items()!r})"
+
+
+# RFC 9113 section 8.2.2 / RFC 9114 section 4.2: connection-specific fields are
+# not sent over HTTP/2 or HTTP/3 (Host becomes :authority).
+_CONNECTION_SPECIFIC = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"host"}
+)
+
+
+def multiplexed_request_fields(
+    method: str, scheme: str, authority: bytes, target: str, headers: Headers
+) -> list[tuple[bytes, bytes]]:
+    """An HTTP/2 or HTTP/3 request's field list: pseudo-headers first, then the
+    request's fields (already lowercased and validated) minus connection-specific
+    ones; ``TE`` only as ``trailers``."""
+    out = [
+        (b":method", method.encode("ascii")),
+        (b":scheme", scheme.encode("ascii")),
+        (b":authority", authority),
+        (b":path", target.encode("ascii")),
+    ]
+    for _, name, value in headers.triples():
+        if name in _CONNECTION_SPECIFIC or (name == b"te" and value.lower() != b"trailers"):
+            continue
+        out.append((name, value))
+    return out

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from .._config import Limits
 from .._exceptions import HTTPStreamError, LocalProtocolError, ReadError
+from .._headers import multiplexed_request_fields
 from .._models import Request, Response
 from .._streams import ResponseStream
 from ._protocol import H2Protocol, H2Stream
@@ -122,7 +123,7 @@ class HTTP2Connection:
         url = request.url
         host = request.headers.get_raw(b"host")
         authority = host[0] if host else url.netloc.encode("ascii")
-        headers = proto.request_headers(request.method, url.scheme, authority, url.target, request.headers)
+        headers = multiplexed_request_fields(request.method, url.scheme, authority, url.target, request.headers)
         content = request.content
         if proto.h2.open_outbound_streams >= proto.h2.remote_settings.max_concurrent_streams:
             await proto.wait_for_stream_slot(timeout.pool if timeout is not None else None)

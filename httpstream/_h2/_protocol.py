@@ -60,8 +60,6 @@ __all__ = ["H2Protocol", "H2Stream"]
 _ACK_BATCH = 64 * 1024
 _MAX_CONTROL_FRAMES_PER_SECOND = 1000
 
-# RFC 9113 section 8.2.2: connection-specific fields must not be sent.
-_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"host"})
 
 
 class _QuietDataFrame(hyperframe.frame.DataFrame):
@@ -732,24 +730,6 @@ class H2Protocol(asyncio.Protocol):
                 pass
             self.flush()
         transport.close()
-
-    def request_headers(
-        self, method: str, scheme: str, authority: bytes, target: str, headers: Headers
-    ) -> list[tuple[bytes, bytes]]:
-        """Pseudo-headers first, then the fields, minus connection-specific ones."""
-        out = [
-            (b":method", method.encode("ascii")),
-            (b":authority", authority),
-            (b":scheme", scheme.encode("ascii")),
-            (b":path", target.encode("ascii")),
-        ]
-        for _, name, value in headers.triples():
-            if name in _HOP_BY_HOP:
-                continue
-            if name == b"te" and value.lower() != b"trailers":
-                continue
-            out.append((name, value))
-        return out
 
 
 _FIELD_NAME = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9a-z]+$")

@@ -31,6 +31,7 @@ from aioquic.tls import SessionTicket
 
 from .._config import CertTypes, Limits
 from .._exceptions import ConnectError, ConnectTimeout, HTTPStreamError, LocalProtocolError, ReadError, StaleConnection
+from .._headers import multiplexed_request_fields
 from .._models import Request, Response
 from .._streams import ResponseStream
 from ._protocol import H3Protocol, H3Stream, _CreditedQuic
@@ -126,7 +127,7 @@ class HTTP3Connection:
         url = request.url
         host = request.headers.get_raw(b"host")
         authority = host[0] if host else url.netloc.encode("ascii")
-        headers = proto.request_headers(request.method, "https", authority, url.target, request.headers)
+        headers = multiplexed_request_fields(request.method, "https", authority, url.target, request.headers)
         content = request.content
         stream = proto.open_stream(read_timeout, request.method)
         try:

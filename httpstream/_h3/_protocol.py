@@ -66,7 +66,6 @@ __all__ = ["H3Protocol", "H3Stream"]
 
 _UPLOAD_BUFFER = 1024 * 1024
 _BATCH = 64  # datagrams read per wake-up before processing (bounded, so others run)
-_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"host"})
 
 
 class _CreditedQuic(QuicConnection):
@@ -621,23 +620,6 @@ class H3Protocol:
             return False
         next_index = self.quic.get_next_available_stream_id() // 4 + reserved
         return bool(next_index < self.quic._remote_max_streams_bidi)
-
-    def request_headers(
-        self, method: str, scheme: str, authority: bytes, target: str, headers: Headers
-    ) -> list[tuple[bytes, bytes]]:
-        out = [
-            (b":method", method.encode("ascii")),
-            (b":scheme", scheme.encode("ascii")),
-            (b":authority", authority),
-            (b":path", target.encode("ascii")),
-        ]
-        for _, name, value in headers.triples():
-            if name in _HOP_BY_HOP:
-                continue
-            if name == b"te" and value.lower() != b"trailers":
-                continue
-            out.append((name, value))
-        return out
 
 
 def _code(code: int) -> str:
