@@ -10,6 +10,8 @@ or ssl are converted at the single place the library is called and chained with
     │   ├── ReadError                  the socket failed while reading
     │   ├── WriteError                 the socket failed while writing
     │   ├── RemoteProtocolError        the peer broke HTTP (or hung up mid-message)
+    │   │   ├── StaleConnection        a reused connection was dead before any answer
+    │   │   └── IncompleteBody         the body ended short: received / expected bytes
     │   ├── LocalProtocolError         the request cannot be sent as given
     │   ├── PoolClosed                 the pool was closed
     │   └── TimeoutException           a deadline passed
@@ -43,6 +45,7 @@ __all__ = [
     "DecodingError",
     "HTTPStatusError",
     "HTTPStreamError",
+    "IncompleteBody",
     "InvalidURL",
     "LocalProtocolError",
     "PoolClosed",
@@ -100,6 +103,21 @@ class StaleConnection(RemoteProtocolError):
     The pool retries such a request once on a new connection when it is safe
     (idempotent method, replayable body); otherwise this is what the caller sees.
     """
+
+
+class IncompleteBody(RemoteProtocolError):
+    """The body ended (connection closed, stream ended or reset) before it was complete.
+
+    Raised after every byte that did arrive was handed to the caller.
+    ``received`` is the count of body bytes that arrived; ``expected`` the count
+    the message promised (Content-Length), or None when the framing (chunked,
+    close-delimited) gave no count.
+    """
+
+    def __init__(self, message: str, *, received: int, expected: int | None, error_code: int | None = None) -> None:
+        super().__init__(message, error_code=error_code)
+        self.received = received
+        self.expected = expected
 
 
 class LocalProtocolError(TransportError):

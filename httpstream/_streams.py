@@ -25,7 +25,14 @@ import warnings
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 
-from ._exceptions import ReadTimeout, StreamClosed, StreamConsumed
+from ._exceptions import (
+    IncompleteBody,
+    ReadError,
+    ReadTimeout,
+    RemoteProtocolError,
+    StreamClosed,
+    StreamConsumed,
+)
 
 __all__ = ["BodyBuffer", "ByteStream", "ResponseStream", "EmptyStream"]
 
@@ -100,6 +107,17 @@ class BodyBuffer:
     def feed_error(self, exc: BaseException) -> None:
         if self.eof or self._error is not None:
             return
+        if isinstance(exc, (RemoteProtocolError, ReadError)) and not isinstance(exc, IncompleteBody):
+            # The body stopped short (reset, connection lost): say so, with the
+            # count of bytes that did arrive; the protocol's error is the cause.
+            short = IncompleteBody(
+                f"{exc}; the body is incomplete after {self.bytes_fed} bytes",
+                received=self.bytes_fed,
+                expected=None,
+                error_code=getattr(exc, "error_code", None),
+            )
+            short.__cause__ = exc
+            exc = short
         self._error = exc
         self._wake()
 

@@ -170,7 +170,7 @@ async def test_aiter_chunks_gives_exact_sizes(pieces: list[bytes], size: int) ->
 
 PUBLIC = {
     "AsyncClient", "AsyncTransport", "ConnectError", "ConnectTimeout", "ConnectionPool", "DecodingError",
-    "HTTPStatusError", "HTTPStreamError", "Headers", "InvalidURL", "Limits", "LocalProtocolError", "Origin",
+    "HTTPStatusError", "HTTPStreamError", "Headers", "IncompleteBody", "InvalidURL", "Limits", "LocalProtocolError", "Origin",
     "PoolClosed", "PoolStats", "PoolTimeout", "ReadError", "ReadTimeout", "RemoteProtocolError", "Request",
     "Response", "ResponseStream", "StaleConnection", "StreamClosed", "StreamConsumed", "StreamContext",
     "StreamError", "Timeout", "TimeoutException", "TooManyRedirects", "TransportError", "URL",

@@ -112,7 +112,10 @@ class HTTP11Connection:
         self.requests += 1
         proto.start(ex)
         try:
-            head = serialize_head(request.method, request.url.target, request.headers)
+            target = request.extensions.get("target")
+            head = serialize_head(
+                request.method, target if isinstance(target, str) else request.url.target, request.headers
+            )
             content = request.content
             if content is None:
                 proto.write(head)

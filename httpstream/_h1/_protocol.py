@@ -47,6 +47,7 @@ from h11._receivebuffer import ReceiveBuffer
 
 from .._config import Limits
 from .._exceptions import (
+    IncompleteBody,
     ReadError,
     ReadTimeout,
     RemoteProtocolError,
@@ -480,18 +481,32 @@ class H1Protocol(asyncio.Protocol):
                     return StaleConnection(message + " (it was a reused keep-alive connection)")
                 return ReadError(message) if exc is not None else RemoteProtocolError(message)
             return RemoteProtocolError("server closed the connection in the middle of the response head" + cause)
+        got = ex.buffer.bytes_fed if ex.buffer is not None else 0
+        expected = ex.content_length if ex.mode == DIRECT else None
         if exc is not None:
-            return ReadError(f"connection lost while reading the response body{cause}")
-        if ex.mode == DIRECT:
-            assert ex.content_length is not None and ex.remaining is not None
-            got = ex.content_length - ex.remaining
-            return RemoteProtocolError(
-                f"server closed the connection after {got} of {ex.content_length} body bytes "
-                "(Content-Length); the body is incomplete"
+            # A reset mid-body: still a short body, so callers catching
+            # IncompleteBody see it; the socket error stays as the cause.
+            error = IncompleteBody(
+                f"connection lost after {got} body bytes"
+                + (f" of {expected} (Content-Length)" if expected is not None else "")
+                + f"; the body is incomplete{cause}",
+                received=got,
+                expected=expected,
             )
-        return RemoteProtocolError(
-            "server closed the connection before the end of the chunked body "
-            "(the last chunk never came); the body is incomplete"
+            error.__cause__ = exc
+            return error
+        if ex.mode == DIRECT:
+            return IncompleteBody(
+                f"server closed the connection after {got} of {expected} body bytes "
+                "(Content-Length); the body is incomplete",
+                received=got,
+                expected=expected,
+            )
+        return IncompleteBody(
+            f"server closed the connection after {got} body bytes, before the end of the "
+            "chunked body (the last chunk never came); the body is incomplete",
+            received=got,
+            expected=None,
         )
 
     def _head_expired(self, ex: Exchange) -> None:

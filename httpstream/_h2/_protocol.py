@@ -45,6 +45,7 @@ import hyperframe.frame
 
 from .._config import Limits
 from .._exceptions import (
+    IncompleteBody,
     ReadError,
     ReadTimeout,
     RemoteProtocolError,
@@ -345,9 +346,11 @@ class H2Protocol(asyncio.Protocol):
                     self._reset(stream, h2.errors.ErrorCodes.PROTOCOL_ERROR)
                     self._fail(
                         stream,
-                        RemoteProtocolError(
+                        IncompleteBody(
                             f"HTTP/2 stream {stream.stream_id} ended after {buffer.bytes_fed} body bytes "
-                            f"but its Content-Length is {expected}; the body is incomplete or too long"
+                            f"but its Content-Length is {expected}; the body is incomplete or too long",
+                            received=buffer.bytes_fed,
+                            expected=expected,
                         ),
                     )
                     return
