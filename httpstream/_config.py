@@ -30,12 +30,18 @@ class Timeout:
     connect: DNS + TCP + TLS handshake.  read: the wait for each chunk (or for the
     response head), re-armed on progress.  write: the wait for the peer to accept
     request bytes (flow control).  pool: the wait for a free connection.
+    total: one deadline for the whole request, redirects and retries included,
+    until the body is read or closed (None: no overall deadline).  expect: how
+    long a request sent with ``Expect: 100-continue`` waits for the interim
+    answer before sending its body anyway (RFC 9110 section 10.1.1).
     """
 
     connect: float | None = 10.0
     read: float | None = 30.0
     write: float | None = 30.0
     pool: float | None = 10.0
+    total: float | None = None
+    expect: float | None = 1.0
 
     @classmethod
     def all(cls, value: float | None) -> Timeout:

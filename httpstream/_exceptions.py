@@ -13,6 +13,7 @@ or ssl are converted at the single place the library is called and chained with
     │   │   ├── StaleConnection        a reused connection was dead before any answer
     │   │   └── IncompleteBody         the body ended short: received / expected bytes
     │   ├── LocalProtocolError         the request cannot be sent as given
+    │   ├── ProxyError                 the proxy refused or broke the tunnel
     │   ├── PoolClosed                 the pool was closed
     │   └── TimeoutException           a deadline passed
     │       ├── ConnectTimeout
@@ -50,6 +51,7 @@ __all__ = [
     "LocalProtocolError",
     "PoolClosed",
     "PoolTimeout",
+    "ProxyError",
     "ReadError",
     "ReadTimeout",
     "RemoteProtocolError",
@@ -122,6 +124,10 @@ class IncompleteBody(RemoteProtocolError):
 
 class LocalProtocolError(TransportError):
     """The request, as given by the caller, cannot be sent."""
+
+
+class ProxyError(TransportError):
+    """The proxy refused or failed the tunnel (CONNECT, SOCKS5) or its handshake."""
 
 
 class PoolClosed(TransportError):
