@@ -1,19 +1,24 @@
 """httpstream: a pure-asyncio HTTP client and transport stack built for streaming."""
 
 from ._api import delete, get, head, options, patch, post, put, request, stream
+from ._auth import Auth, BasicAuth, BearerAuth, DigestAuth, FunctionAuth
 from ._client import USE_CLIENT_DEFAULT, AsyncClient, AsyncTransport, StreamContext, __version__
 from ._config import Limits, Timeout
+from ._cookies import Cookies
 from ._exceptions import (
     ConnectError,
     ConnectTimeout,
+    CookieConflict,
     DecodingError,
     HTTPStatusError,
     HTTPStreamError,
     IncompleteBody,
+    InsecureRedirect,
     InvalidURL,
     LocalProtocolError,
     PoolClosed,
     PoolTimeout,
+    ProxyError,
     ReadError,
     ReadTimeout,
     RemoteProtocolError,
@@ -23,13 +28,17 @@ from ._exceptions import (
     StreamError,
     TimeoutException,
     TooManyRedirects,
+    TotalTimeout,
     TransportError,
     WriteError,
     WriteTimeout,
 )
 from ._headers import Headers
+from ._httpx import HTTPXTransport
 from ._models import Request, Response
 from ._pool import ConnectionPool, PoolStats
+from ._proxy import Proxy
+from ._retry import Retry
 from ._streams import ResponseStream
 from ._urls import URL, Origin
 
@@ -38,14 +47,23 @@ __all__ = [
     "USE_CLIENT_DEFAULT",
     "AsyncClient",
     "AsyncTransport",
+    "Auth",
+    "BasicAuth",
+    "BearerAuth",
     "ConnectError",
     "ConnectTimeout",
     "ConnectionPool",
+    "Cookies",
+    "CookieConflict",
     "DecodingError",
+    "DigestAuth",
+    "FunctionAuth",
     "HTTPStatusError",
     "HTTPStreamError",
+    "HTTPXTransport",
     "IncompleteBody",
     "Headers",
+    "InsecureRedirect",
     "InvalidURL",
     "Limits",
     "LocalProtocolError",
@@ -53,11 +71,14 @@ __all__ = [
     "PoolClosed",
     "PoolStats",
     "PoolTimeout",
+    "Proxy",
+    "ProxyError",
     "ReadError",
     "ReadTimeout",
     "RemoteProtocolError",
     "Request",
     "Response",
+    "Retry",
     "ResponseStream",
     "StaleConnection",
     "StreamClosed",
@@ -67,6 +88,7 @@ __all__ = [
     "Timeout",
     "TimeoutException",
     "TooManyRedirects",
+    "TotalTimeout",
     "TransportError",
     "WriteError",
     "WriteTimeout",

@@ -10,7 +10,19 @@ from ._models import Response
 
 __all__ = ["delete", "get", "head", "options", "patch", "post", "put", "request", "stream"]
 
-_CLIENT_OPTIONS = ("verify", "cert", "http1", "http2", "http3", "limits", "follow_redirects")
+_CLIENT_OPTIONS = (
+    "verify",
+    "cert",
+    "http1",
+    "http2",
+    "http3",
+    "limits",
+    "proxy",
+    "trust_env",
+    "retry",
+    "max_redirects",
+    "allow_insecure_redirects",
+)
 
 
 def _split(kwargs: dict[str, Any]) -> dict[str, Any]:

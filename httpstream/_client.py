@@ -1,37 +1,67 @@
 """AsyncClient: the user-facing API on top of a transport (the pool by default).
 
-``client.stream()`` and ``client.request()`` run one pipeline, ``_send``: build
-the request, send it through the transport, follow redirects; the only
+One pipeline serves ``client.stream()`` and ``client.request()`` alike; the only
 difference is that ``request()`` reads the body before returning and
-``stream()`` hands the response over at its head.
+``stream()`` hands the response over at its head.  From the outside in:
+
+    send                 total deadline, debug-leak origin, download progress
+    _send_handling_auth  the auth flow (a generator; Digest answers a 401 once)
+    _send_handling_redirects
+                         per hop: Cookie header from the jar, request hooks,
+                         the transport, Set-Cookie into the jar at the head,
+                         response hooks, then the redirect rules
+    _send_with_retries   the opt-in Retry policy (statuses, transport errors,
+                         Retry-After); below it the pool's own transparent retry
+                         of a request that died on a reused connection
 """
 
 from __future__ import annotations
 
-import json as jsonlib
-from collections.abc import AsyncIterable
+import asyncio
+import inspect
+import os
+import traceback
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Union
+from urllib.parse import unquote
 
+from ._auth import Auth, AuthTypes, BasicAuth, to_auth
 from ._config import (
     DEFAULT_LIMITS,
     DEFAULT_TIMEOUT,
     CertTypes,
     Limits,
+    Timeout,
     TimeoutTypes,
     VerifyTypes,
     to_timeout,
 )
-from ._exceptions import LocalProtocolError, RemoteProtocolError, TooManyRedirects
+from ._content import encode_request, with_progress
+from ._cookies import Cookies, CookieTypes, to_cookies
+from ._decoders import accept_encoding
+from ._exceptions import (
+    InsecureRedirect,
+    LocalProtocolError,
+    RemoteProtocolError,
+    TooManyRedirects,
+    TotalTimeout,
+    TransportError,
+)
 from ._headers import Headers, HeaderTypes
 from ._models import Request, RequestContent, Response
 from ._pool import ConnectionPool
+from ._proxy import ProxyTypes
+from ._retry import Retry, parse_retry_after
+from ._streams import BodyBuffer, ResponseStream
 from ._urls import URL, QueryParamTypes
 
-__all__ = ["AsyncClient", "AsyncTransport", "USE_CLIENT_DEFAULT", "StreamContext"]
+__all__ = ["AsyncClient", "AsyncTransport", "USE_CLIENT_DEFAULT", "StreamContext", "EventHook", "ProgressCallback"]
 
 __version__ = "0.1.0"
 USER_AGENT = f"httpstream/{__version__}"
+_PACKAGE_DIR = str(Path(__file__).parent)
 
 
 class _UseClientDefault:
@@ -51,12 +81,21 @@ class AsyncTransport(Protocol):
 
 
 URLTypes = Union[str, URL]
+EventHook = Callable[[Any], Union[Awaitable[None], None]]
+ProgressCallback = Callable[[int, Union[int, None]], None]
+"""Called as ``callback(bytes_so_far, total_or_None)``."""
 
 
 class AsyncClient:
-    """An HTTP client with a connection pool.
+    """An HTTP client with a connection pool, cookies, auth, redirects and retries.
 
     ``async with AsyncClient() as client:`` closes the pool at the end.
+    ``retry=Retry(...)`` turns on the retry policy (off by default);
+    ``event_hooks={"request": [...], "response": [...]}`` run on every hop
+    (sync or async callables; response hooks run at the head, before the body);
+    ``debug_leaks=True`` (or ``HTTPSTREAM_DEBUG_LEAKS=1``) makes the warning
+    about a response dropped unclosed say where it was opened;
+    ``allow_insecure_redirects`` lets a redirect go from https to http.
     """
 
     def __init__(
@@ -65,6 +104,8 @@ class AsyncClient:
         base_url: URLTypes | None = None,
         headers: HeaderTypes = None,
         params: QueryParamTypes = None,
+        cookies: CookieTypes = None,
+        auth: AuthTypes = None,
         timeout: TimeoutTypes = DEFAULT_TIMEOUT,
         limits: Limits = DEFAULT_LIMITS,
         verify: VerifyTypes = True,
@@ -72,29 +113,64 @@ class AsyncClient:
         http1: bool = True,
         http2: bool = False,
         http3: bool | str = False,
+        proxy: ProxyTypes = None,
+        trust_env: bool = True,
         follow_redirects: bool = False,
         max_redirects: int = 20,
+        allow_insecure_redirects: bool = False,
+        retry: Retry | None = None,
+        event_hooks: Mapping[str, Iterable[EventHook]] | None = None,
+        debug_leaks: bool | None = None,
         transport: AsyncTransport | None = None,
     ) -> None:
         self.base_url = URL(base_url) if base_url is not None else None
         if self.base_url is not None and not self.base_url.path.endswith("/"):
             self.base_url.path += "/"
             self.base_url._str = None
-        self.headers = Headers({"User-Agent": USER_AGENT, "Accept": "*/*"})
+        self.headers = Headers({"User-Agent": USER_AGENT, "Accept": "*/*", "Accept-Encoding": accept_encoding()})
         if headers is not None:
             self.headers.update(headers)
         self.params = params
+        self._cookies = to_cookies(cookies)
+        self.auth: Auth | None = to_auth(auth)
         self.timeout = to_timeout(timeout)
         self.follow_redirects = follow_redirects
         self.max_redirects = max_redirects
+        self.allow_insecure_redirects = allow_insecure_redirects
+        self.retry = retry
+        self.event_hooks: dict[str, list[EventHook]] = {"request": [], "response": []}
+        for name, hooks in (event_hooks or {}).items():
+            if name not in self.event_hooks:
+                raise ValueError(f"unknown event hook {name!r}: use 'request' or 'response'")
+            self.event_hooks[name] = list(hooks)
+        if debug_leaks is None:
+            debug_leaks = os.environ.get("HTTPSTREAM_DEBUG_LEAKS", "") not in ("", "0")
+        self.debug_leaks = debug_leaks
         self._transport: AsyncTransport = transport or ConnectionPool(
-            limits=limits, timeout=self.timeout, verify=verify, cert=cert, http1=http1, http2=http2, http3=http3
+            limits=limits,
+            timeout=self.timeout,
+            verify=verify,
+            cert=cert,
+            http1=http1,
+            http2=http2,
+            http3=http3,
+            proxy=proxy,
+            trust_env=trust_env,
         )
         self._closed = False
 
     @property
     def transport(self) -> AsyncTransport:
         return self._transport
+
+    @property
+    def cookies(self) -> Cookies:
+        """The cookie jar: filled from every Set-Cookie, sent where it matches."""
+        return self._cookies
+
+    @cookies.setter
+    def cookies(self, value: CookieTypes) -> None:
+        self._cookies = to_cookies(value)
 
     # -- lifecycle ----------------------------------------------------------------
     async def __aenter__(self) -> AsyncClient:
@@ -119,7 +195,7 @@ class AsyncClient:
         if self.base_url is None:
             return url if isinstance(url, URL) else URL(url)
         text = str(url)
-        if self.base_url is not None and not ("://" in text and URL(text).is_absolute):
+        if not ("://" in text and URL(text).is_absolute):
             return self.base_url.join(text.lstrip("/") if isinstance(url, str) else url)
         return url if isinstance(url, URL) else URL(url)
 
@@ -130,28 +206,41 @@ class AsyncClient:
         *,
         params: QueryParamTypes = None,
         headers: HeaderTypes = None,
+        cookies: CookieTypes = None,
         content: RequestContent = None,
+        data: Any = None,
+        files: Any = None,
         json: Any = None,
         timeout: TimeoutTypes | _UseClientDefault = USE_CLIENT_DEFAULT,
+        on_upload_progress: ProgressCallback | None = None,
+        on_download_progress: ProgressCallback | None = None,
     ) -> Request:
+        """A Request with the client's defaults merged in (not sent)."""
         target = self._merge_url(url)
         if self.params:
             target = target.copy_merge_params(self.params)
         if params:
             target = target.copy_merge_params(params)
-        merged = self.headers  # Request copies it
+        merged = self.headers.copy()
         if headers is not None:
-            merged = merged.copy()
             merged.update(headers)
-        if json is not None:
-            if content is not None:
-                raise LocalProtocolError("pass either content= or json=, not both")
-            content = jsonlib.dumps(json, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-            if not merged.has(b"content-type"):
-                merged = merged.copy()
-                merged.setdefault_raw(b"Content-Type", b"application/json")
+        body_headers, body = encode_request(content=content, data=data, files=files, json=json)
+        for name, value in body_headers:
+            merged.setdefault_raw(name, value)
+        if on_upload_progress is not None and body is not None:
+            body = with_progress(body, on_upload_progress)
         request_timeout = self.timeout if isinstance(timeout, _UseClientDefault) else to_timeout(timeout)
-        return Request(method, target, headers=merged, content=content, timeout=request_timeout)
+        request = Request(method, target, headers=merged, content=body, timeout=request_timeout)
+        if cookies is not None:
+            # Request cookies go with this request only, next to the jar's.
+            once = Cookies()
+            for cookie in self._cookies.jar:
+                once.jar.set_cookie(cookie)
+            once.update(to_cookies(cookies))
+            once.set_cookie_header(request)
+        if on_download_progress is not None:
+            request.extensions["on_download_progress"] = on_download_progress
+        return request
 
     # -- sending ------------------------------------------------------------------------
     def stream(
@@ -161,28 +250,78 @@ class AsyncClient:
         *,
         params: QueryParamTypes = None,
         headers: HeaderTypes = None,
+        cookies: CookieTypes = None,
         content: RequestContent = None,
+        data: Any = None,
+        files: Any = None,
         json: Any = None,
+        auth: AuthTypes | _UseClientDefault = USE_CLIENT_DEFAULT,
         timeout: TimeoutTypes | _UseClientDefault = USE_CLIENT_DEFAULT,
         follow_redirects: bool | _UseClientDefault = USE_CLIENT_DEFAULT,
+        on_upload_progress: ProgressCallback | None = None,
+        on_download_progress: ProgressCallback | None = None,
     ) -> StreamContext:
         """``async with client.stream(...) as response:`` yields at the response head."""
         request = self.build_request(
-            method, url, params=params, headers=headers, content=content, json=json, timeout=timeout
+            method,
+            url,
+            params=params,
+            headers=headers,
+            cookies=cookies,
+            content=content,
+            data=data,
+            files=files,
+            json=json,
+            timeout=timeout,
+            on_upload_progress=on_upload_progress,
+            on_download_progress=on_download_progress,
         )
-        return StreamContext(self, request, follow_redirects)
+        return StreamContext(self, request, auth, follow_redirects)
 
     async def send(
         self,
         request: Request,
         *,
         stream: bool = False,
+        auth: AuthTypes | _UseClientDefault = USE_CLIENT_DEFAULT,
         follow_redirects: bool | _UseClientDefault = USE_CLIENT_DEFAULT,
     ) -> Response:
+        """Send a built request through the whole pipeline.
+
+        With ``stream=True`` the response comes back at its head and the caller
+        must close it; otherwise its body is read (and the stream released) first.
+        """
         if self._closed:
             raise RuntimeError("the client was closed; create a new AsyncClient")
         follow = self.follow_redirects if isinstance(follow_redirects, _UseClientDefault) else follow_redirects
-        response = await self._send(request, follow)
+        flow_auth = self.auth if isinstance(auth, _UseClientDefault) else to_auth(auth)
+        if flow_auth is None and request.url.userinfo:
+            user, _, password = request.url.userinfo.partition(":")
+            flow_auth = BasicAuth(unquote(user), unquote(password))
+        timeout = request.timeout or self.timeout
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout.total is None else loop.time() + timeout.total
+        try:
+            if deadline is None:
+                response = await self._send_handling_auth(request, flow_auth, follow)
+            else:
+                async with asyncio.timeout_at(deadline):
+                    response = await self._send_handling_auth(request, flow_auth, follow)
+        except TimeoutError:
+            if deadline is not None and loop.time() >= deadline:
+                raise TotalTimeout(
+                    f"{request.method} {request.url} did not complete within {timeout.total:g} s (total timeout)"
+                ) from None
+            raise
+        stream_obj = response.stream
+        if isinstance(stream_obj, ResponseStream):
+            if deadline is not None:
+                loop.call_at(deadline, _expire_total, stream_obj.buffer, timeout)
+            if self.debug_leaks:
+                stream_obj.opened_at = _caller_stack()
+        progress = response.request.extensions.get("on_download_progress")
+        if progress is not None:
+            response.on_download = progress  # type: ignore[assignment]
         if not stream:
             try:
                 await response.aread()
@@ -198,16 +337,33 @@ class AsyncClient:
         *,
         params: QueryParamTypes = None,
         headers: HeaderTypes = None,
+        cookies: CookieTypes = None,
         content: RequestContent = None,
+        data: Any = None,
+        files: Any = None,
         json: Any = None,
+        auth: AuthTypes | _UseClientDefault = USE_CLIENT_DEFAULT,
         timeout: TimeoutTypes | _UseClientDefault = USE_CLIENT_DEFAULT,
         follow_redirects: bool | _UseClientDefault = USE_CLIENT_DEFAULT,
+        on_upload_progress: ProgressCallback | None = None,
+        on_download_progress: ProgressCallback | None = None,
     ) -> Response:
         """Send a request and read the whole body."""
         request = self.build_request(
-            method, url, params=params, headers=headers, content=content, json=json, timeout=timeout
+            method,
+            url,
+            params=params,
+            headers=headers,
+            cookies=cookies,
+            content=content,
+            data=data,
+            files=files,
+            json=json,
+            timeout=timeout,
+            on_upload_progress=on_upload_progress,
+            on_download_progress=on_download_progress,
         )
-        return await self.send(request, follow_redirects=follow_redirects)
+        return await self.send(request, auth=auth, follow_redirects=follow_redirects)
 
     async def get(self, url: URLTypes, **kwargs: Any) -> Response:
         return await self.request("GET", url, **kwargs)
@@ -231,23 +387,92 @@ class AsyncClient:
         return await self.request("PATCH", url, **kwargs)
 
     # -- the pipeline ---------------------------------------------------------------------
-    async def _send(self, request: Request, follow: bool) -> Response:
+    async def _send_handling_auth(self, request: Request, auth: Auth | None, follow: bool) -> Response:
+        if auth is None:
+            return await self._send_handling_redirects(request, follow, [])
+        flow = auth.auth_flow(request)
         history: list[Response] = []
+        try:
+            request = next(flow)
+            while True:
+                response = await self._send_handling_redirects(request, follow, history)
+                try:
+                    if auth.requires_response_body:
+                        await response.aread()
+                    try:
+                        next_request = flow.send(response)
+                    except StopIteration:
+                        return response
+                except BaseException:
+                    await response.aclose()
+                    raise
+                await response.aclose()  # the 401's small body is drained; the connection stays
+                history = [*response.history, response]
+                if next_request.extensions.pop("jar_cookie", False) and "cookie" in next_request.headers:
+                    del next_request.headers["cookie"]  # the jar may hold a cookie the 401 just set
+                request = next_request
+        finally:
+            flow.close()
+
+    async def _send_handling_redirects(self, request: Request, follow: bool, history: list[Response]) -> Response:
+        history = list(history)
         while True:
-            response = await self._transport.handle_request(request)
-            response.history = list(history)
-            if not (follow and response.is_redirect):
-                return response
+            if not request.headers.has(b"cookie"):
+                self._cookies.set_cookie_header(request)
+                if request.headers.has(b"cookie"):
+                    request.extensions["jar_cookie"] = True
+            for hook in self.event_hooks["request"]:
+                await _call(hook, request)
+            response = await self._send_with_retries(request)
             try:
+                # Set-Cookie is honoured at the head, streamed or not, on every hop.
+                self._cookies.extract_cookies(response)
+                response.history = list(history)
+                for hook in self.event_hooks["response"]:
+                    await _call(hook, response)
+                if not (follow and response.is_redirect):
+                    return response
                 if len(history) >= self.max_redirects:
                     raise TooManyRedirects(
                         f"exceeded {self.max_redirects} redirects, last to {response.headers.get('location')}"
                     )
                 next_request = self._redirect_request(request, response)
-            finally:
-                await response.aclose()  # drain rules apply: a small remainder keeps the connection
+            except BaseException:
+                await response.aclose()
+                raise
+            await response.aclose()  # drain rules apply: a small remainder keeps the connection
             history.append(response)
             request = next_request
+
+    async def _send_with_retries(self, request: Request) -> Response:
+        retry = self.retry
+        if retry is None:
+            return await self._transport.handle_request(request)
+        attempt = 0
+        while True:
+            may_retry = attempt < retry.total and retry.allows(request.method) and request.is_replayable
+            try:
+                response = await self._transport.handle_request(request)
+            except LocalProtocolError:
+                raise
+            except TransportError:
+                if not (may_retry and retry.transport_errors):
+                    raise
+                attempt += 1
+                await asyncio.sleep(retry.backoff(attempt))
+                continue
+            if not (may_retry and response.status_code in retry.statuses):
+                return response
+            delay = None
+            if retry.respect_retry_after:
+                delay = parse_retry_after(response.headers.get("retry-after"))
+                if delay is not None and delay > retry.max_retry_after:
+                    return response  # the server wants a longer pause than the policy allows
+            attempt += 1
+            if delay is None:
+                delay = retry.backoff(attempt)
+            await response.aclose()
+            await asyncio.sleep(delay)
 
     def _redirect_request(self, request: Request, response: Response) -> Request:
         location = response.headers["location"]
@@ -257,6 +482,11 @@ class AsyncClient:
             raise RemoteProtocolError(f"invalid redirect Location {location!r}: {exc}") from exc
         if url.scheme not in ("http", "https"):
             raise RemoteProtocolError(f"redirect to unsupported scheme {url.scheme!r}: {url}")
+        if request.url.scheme == "https" and url.scheme == "http" and not self.allow_insecure_redirects:
+            raise InsecureRedirect(
+                f"refused a redirect from {request.url} to {url}: it drops TLS "
+                "(pass allow_insecure_redirects=True to follow it)"
+            )
         if not url.fragment and request.url.fragment:
             url = url.copy_with(fragment=request.url.fragment)
         method = request.method
@@ -271,35 +501,62 @@ class AsyncClient:
             for name in ("content-length", "content-type", "transfer-encoding", "content-encoding"):
                 if name in headers:
                     del headers[name]
-        elif content is not None and not isinstance(content, bytes):
+        elif not request.is_replayable:
             raise LocalProtocolError(
                 f"cannot follow a {status} redirect: the request body was a stream and "
                 "has been sent already (pass bytes to make it replayable)"
             )
+        names = ["cookie", "proxy-authorization", "host"]  # the jar sets Cookie again for the new URL
         if url.origin != request.url.origin:
-            for name in ("authorization", "cookie", "proxy-authorization"):
-                if name in headers:
-                    del headers[name]
-        if "host" in headers:
-            del headers["host"]
-        return Request(method, url, headers=headers, content=content, timeout=request.timeout)
+            names.append("authorization")
+        for name in names:
+            if name in headers:
+                del headers[name]
+        redirected = Request(method, url, headers=headers, content=content, timeout=request.timeout)
+        progress = request.extensions.get("on_download_progress")
+        if progress is not None:
+            redirected.extensions["on_download_progress"] = progress
+        return redirected
+
+
+async def _call(hook: EventHook, arg: Any) -> None:
+    result = hook(arg)
+    if inspect.isawaitable(result):
+        await result
+
+
+def _expire_total(buffer: BodyBuffer, timeout: Timeout) -> None:
+    buffer.feed_error(TotalTimeout(f"the body did not arrive within {timeout.total:g} s (total timeout)"))
+
+
+def _caller_stack() -> str:
+    """The caller's frames (ours left out), for the leak warning."""
+    frames = [frame for frame in traceback.extract_stack()[:-1] if not frame.filename.startswith(_PACKAGE_DIR)]
+    return "".join(traceback.format_list(frames[-8:]))
 
 
 class StreamContext:
     """What ``client.stream()`` returns: an async context manager over a Response."""
 
-    __slots__ = ("_client", "_request", "_follow", "_response")
+    __slots__ = ("_client", "_request", "_auth", "_follow", "_response")
 
     def __init__(
-        self, client: AsyncClient, request: Request, follow: bool | _UseClientDefault
+        self,
+        client: AsyncClient,
+        request: Request,
+        auth: AuthTypes | _UseClientDefault,
+        follow: bool | _UseClientDefault,
     ) -> None:
         self._client = client
         self._request = request
+        self._auth = auth
         self._follow = follow
         self._response: Response | None = None
 
     async def __aenter__(self) -> Response:
-        self._response = await self._client.send(self._request, stream=True, follow_redirects=self._follow)
+        self._response = await self._client.send(
+            self._request, stream=True, auth=self._auth, follow_redirects=self._follow
+        )
         return self._response
 
     async def __aexit__(

@@ -19,13 +19,16 @@ or ssl are converted at the single place the library is called and chained with
     │       ├── ConnectTimeout
     │       ├── ReadTimeout
     │       ├── WriteTimeout
-    │       └── PoolTimeout
+    │       ├── PoolTimeout
+    │       └── TotalTimeout           Timeout(total=...): the whole request's deadline
     ├── DecodingError                  a body could not be decoded (text, lines, JSON)
     ├── HTTPStatusError                from ``Response.raise_for_status()``
     ├── StreamError
     │   ├── StreamConsumed             the body was already read
     │   └── StreamClosed               the body was closed before it was read
     ├── TooManyRedirects
+    ├── InsecureRedirect               an https -> http redirect nobody allowed
+    ├── CookieConflict                 ``cookies[name]`` matched cookies of several domains
     └── InvalidURL
 
 ``TimeoutException`` sits under ``TransportError`` (as in httpx) because a timeout
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ConnectError",
     "ConnectTimeout",
+    "CookieConflict",
     "DecodingError",
     "HTTPStatusError",
     "HTTPStreamError",
@@ -61,6 +65,8 @@ __all__ = [
     "StreamError",
     "TimeoutException",
     "TooManyRedirects",
+    "TotalTimeout",
+    "InsecureRedirect",
     "TransportError",
     "WriteError",
     "WriteTimeout",
@@ -150,6 +156,10 @@ class WriteTimeout(TimeoutException):
     """The peer did not accept data within ``Timeout.write``."""
 
 
+class TotalTimeout(TimeoutException):
+    """The request's overall deadline (``Timeout(total=...)``) passed."""
+
+
 class PoolTimeout(TimeoutException):
     """No connection became free within ``Timeout.pool``."""
 
@@ -190,6 +200,14 @@ class StreamClosed(StreamError):
 
 class TooManyRedirects(HTTPStreamError):
     """More redirects than ``max_redirects`` were followed."""
+
+
+class InsecureRedirect(HTTPStreamError):
+    """A redirect from https to http was refused (``allow_insecure_redirects=False``)."""
+
+
+class CookieConflict(HTTPStreamError, ValueError):
+    """A cookie name was looked up without domain/path and several cookies match."""
 
 
 class InvalidURL(HTTPStreamError):

@@ -6,20 +6,32 @@ an async iterator of unknown length) so every protocol sends the same thing.
 
 A ``Response`` is handed over when its head arrives; its body is a
 ``ResponseStream`` (raw bytes) and the ``aiter_*`` / ``aread`` methods decode on
-top of it.  The response is released (drained, reset or closed by its protocol)
-when the body is read to the end, on ``aclose()``, or, with a ResourceWarning,
-when it is garbage collected unclosed.
+top of it: ``aiter_raw`` gives the bytes as they arrived, ``aiter_bytes`` undoes
+the content codings (see ``_decoders``), and text, lines, Server-Sent Events and
+NDJSON are read from the decoded bytes.  Without a Content-Encoding,
+``aiter_bytes`` *is* ``aiter_raw`` (no extra generator on the hot path: the only
+per-chunk cost is the download counter).  The response is released (drained,
+reset or closed by its protocol) when the body is read to the end, on
+``aclose()``, or, with a ResourceWarning, when it is garbage collected unclosed.
 """
 
 from __future__ import annotations
 
 import json as jsonlib
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from typing import Any, Union
 
 from ._config import Timeout
-from ._decoders import LineDecoder, TextDecoder, charset_from_content_type
+from ._decoders import (
+    MAX_EVENT_SIZE,
+    LineDecoder,
+    ServerSentEvent,
+    SSEDecoder,
+    TextDecoder,
+    charset_from_content_type,
+    content_decoder,
+)
 from ._exceptions import (
     DecodingError,
     HTTPStatusError,
@@ -96,16 +108,43 @@ class Request:
             self.content = bytes(content)
             if not headers.has(b"transfer-encoding"):
                 headers.setdefault_raw(b"Content-Length", str(len(content)).encode("ascii"))
-        elif not headers.has(b"content-length"):
-            headers.setdefault_raw(b"Transfer-Encoding", b"chunked")
+        elif not headers.has(b"content-length") and not headers.has(b"transfer-encoding"):
+            # A stream that knows its length (a multipart body of files, a
+            # progress wrapper around bytes) goes with Content-Length.
+            length = getattr(content, "content_length", None)
+            if isinstance(length, int):
+                headers.setdefault_raw(b"Content-Length", str(length).encode("ascii"))
+            else:
+                headers.setdefault_raw(b"Transfer-Encoding", b"chunked")
 
     @property
     def is_replayable(self) -> bool:
-        return self.content is None or isinstance(self.content, bytes)
+        """True when the body can be sent again (redirects 307/308, retries, auth).
+
+        Bytes can; so can a streamed body that says so (a multipart body whose
+        files are seekable rewinds itself); a plain async iterator cannot.
+        """
+        content = self.content
+        return content is None or isinstance(content, bytes) or getattr(content, "replayable", False) is True
 
     @property
     def is_idempotent(self) -> bool:
         return self.method in IDEMPOTENT_METHODS
+
+    def expect_continue_timeout(self) -> float | None:
+        """Seconds to wait for ``100 Continue``, or None when the request expects nothing.
+
+        Only a request with ``Expect: 100-continue`` (any case) waits; the
+        protocols ask only when there is a body to hold back.  The wait is always
+        bounded (RFC 9110 section 10.1.1 lets a client send the body after a
+        while): ``Timeout.expect``, else the read timeout, else one second.
+        """
+        values = self.headers.get_raw(b"expect")
+        if not values or not any(b"100-continue" in value.lower() for value in values):
+            return None
+        timeout = self.timeout
+        seconds = None if timeout is None else timeout.expect if timeout.expect is not None else timeout.read
+        return seconds if seconds is not None else 1.0
 
     def __repr__(self) -> str:
         return f"<Request [{self.method} {self.url}]>"
@@ -127,6 +166,8 @@ class Response:
         "default_encoding",
         "_content",
         "_consumed",
+        "_downloaded",
+        "on_download",
         "__weakref__",
     )
 
@@ -151,6 +192,10 @@ class Response:
         self.extensions: dict[str, object] = {}
         self.default_encoding = "utf-8"
         self._consumed = False
+        self._downloaded = 0
+        # Called with (num_bytes_downloaded, content_length) after each raw chunk
+        # (the client sets it for download progress).
+        self.on_download: Callable[[int, int | None], None] | None = None
         if content is not None:
             self._content: bytes | None = content
             self.stream: ResponseStream | ByteStream = ByteStream(content)
@@ -247,10 +292,15 @@ class Response:
         decoder = TextDecoder(self.encoding)
         return decoder.decode(self.content) + decoder.flush()
 
+    @property
+    def num_bytes_downloaded(self) -> int:
+        """Raw body bytes received so far (before content decoding): what progress counts."""
+        return self._downloaded
+
     def json(self, **kwargs: Any) -> Any:
         try:
             return jsonlib.loads(self.content, **kwargs)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise DecodingError(f"response body is not valid JSON: {exc}") from exc
 
     # -- body reading ----------------------------------------------------------
@@ -262,18 +312,32 @@ class Response:
         self._consumed = True
         return self.stream
 
-    async def aread(self) -> bytes:
-        """Read the whole body (once) and return it; later calls return it again."""
+    async def aread(self, *, max_body_size: int | None = None) -> bytes:
+        """Read the whole body (once), decoded, and return it; later calls return it again.
+
+        ``max_body_size`` caps the decoded size: past it the body is closed and
+        ``DecodingError`` raised, so a small compressed body cannot fill memory.
+        """
         if self._content is not None:
             return self._content
-        stream = self._start()
-        chunks = [chunk async for chunk in stream]
+        chunks: list[bytes] = []
+        size = 0
+        pieces = self.aiter_bytes()
+        try:
+            async for piece in pieces:
+                size += len(piece)
+                if max_body_size is not None and size > max_body_size:
+                    raise DecodingError(
+                        f"the body is larger than max_body_size ({max_body_size} bytes) once decoded"
+                    )
+                chunks.append(piece)
+        finally:
+            await pieces.aclose()
         self._content = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        await stream.aclose()
         return self._content
 
-    async def aiter_raw(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
-        """The body bytes as they arrived on the wire (content codings not undone)."""
+    async def aiter_raw(self, chunk_size: int | None = None) -> AsyncGenerator[bytes, None]:
+        """The body bytes as they arrived on the wire (content codings not undone), not copied."""
         if self._content is not None:
             for start in range(0, len(self._content), chunk_size or len(self._content) or 1):
                 yield self._content[start : start + (chunk_size or len(self._content))]
@@ -281,37 +345,116 @@ class Response:
         stream = self._start()
         try:
             if chunk_size is None:
+                # The hot path: _counted() inlined, so no generator sits in between.
+                length = self.content_length
                 async for chunk in stream:
+                    self._downloaded += len(chunk)
+                    if self.on_download is not None:
+                        self.on_download(self._downloaded, length)
                     yield chunk
             else:
-                async for chunk in aiter_chunks(stream, chunk_size):
+                async for chunk in aiter_chunks(self._counted(stream), chunk_size):
                     yield chunk
         finally:
             await stream.aclose()
 
-    async def aiter_bytes(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
-        """The body bytes, decoded from any content coding; exact-size chunks if asked."""
-        async for chunk in self.aiter_raw(chunk_size):
+    async def _counted(self, stream: ResponseStream | ByteStream) -> AsyncGenerator[bytes, None]:
+        length = self.content_length
+        async for chunk in stream:
+            self._downloaded += len(chunk)
+            if self.on_download is not None:
+                self.on_download(self._downloaded, length)
             yield chunk
 
-    async def aiter_text(self, chunk_size: int | None = None) -> AsyncIterator[str]:
+    def aiter_bytes(self, chunk_size: int | None = None) -> AsyncGenerator[bytes, None]:
+        """The body bytes with content codings undone; exact-size chunks if asked.
+
+        Without a Content-Encoding this returns ``aiter_raw()`` itself.  Decoded
+        pieces are at most 1 MiB whatever one raw chunk expands to.  A body built
+        in memory (``Response(content=...)``) is already decoded.
+        """
+        if self._content is not None or not self.headers.has(b"content-encoding"):
+            return self.aiter_raw(chunk_size)
+        decoded = self._aiter_decoded()
+        return decoded if chunk_size is None else _rechunked(decoded, chunk_size)
+
+    async def _aiter_decoded(self) -> AsyncGenerator[bytes, None]:
+        decoder = content_decoder(self.headers.get_list("content-encoding"))
+        raw = self.aiter_raw()
+        try:
+            if decoder is None:  # identity only, or a coding we do not know: as it arrived
+                async for chunk in raw:
+                    yield chunk
+            else:
+                async for chunk in raw:
+                    for piece in decoder.decode(chunk):
+                        yield piece
+                for piece in decoder.flush():
+                    yield piece
+        finally:
+            await raw.aclose()
+
+    async def aiter_text(self, chunk_size: int | None = None) -> AsyncGenerator[str, None]:
         decoder = TextDecoder(self.encoding)
-        async for chunk in self.aiter_bytes(chunk_size):
-            text = decoder.decode(chunk)
-            if text:
-                yield text
+        pieces = self.aiter_bytes(chunk_size)
+        try:
+            async for chunk in pieces:
+                text = decoder.decode(chunk)
+                if text:
+                    yield text
+        finally:
+            await pieces.aclose()
         tail = decoder.flush()
         if tail:
             yield tail
 
-    async def aiter_lines(self, *, max_line_length: int = 1024 * 1024) -> AsyncIterator[str]:
+    async def aiter_lines(self, *, max_line_length: int = 1024 * 1024) -> AsyncGenerator[str, None]:
         """Lines split on \\n, \\r\\n and \\r, without their ending."""
         decoder = LineDecoder(max_line_length)
-        async for text in self.aiter_text():
-            for line in decoder.decode(text):
-                yield line
+        texts = self.aiter_text()
+        try:
+            async for text in texts:
+                for line in decoder.decode(text):
+                    yield line
+        finally:
+            await texts.aclose()
         for line in decoder.flush():
             yield line
+
+    async def aiter_sse(self, *, max_event_size: int = MAX_EVENT_SIZE) -> AsyncGenerator[ServerSentEvent, None]:
+        """Server-Sent Events of a ``text/event-stream`` body, each as soon as its blank line arrives.
+
+        The Content-Type is not checked here (``EventSource`` does, and reconnects).
+        """
+        decoder = SSEDecoder(max_event_size=max_event_size)
+        pieces = self.aiter_bytes()
+        try:
+            async for chunk in pieces:
+                for event in decoder.decode(chunk):
+                    yield event
+        finally:
+            await pieces.aclose()
+
+    async def aiter_json(self, *, max_line_length: int = 1024 * 1024, **json_kwargs: Any) -> AsyncGenerator[Any, None]:
+        """One parsed value per non-blank line of an NDJSON (JSON Lines) body.
+
+        A line that is not JSON raises ``DecodingError`` naming its line number
+        (counted from 1, blank lines included).
+        """
+        lines = self.aiter_lines(max_line_length=max_line_length)
+        number = 0
+        try:
+            async for line in lines:
+                number += 1
+                if not line.strip():
+                    continue
+                try:
+                    value = jsonlib.loads(line, **json_kwargs)
+                except (ValueError, RecursionError) as exc:
+                    raise DecodingError(f"line {number} of the NDJSON body is not valid JSON: {exc}") from exc
+                yield value
+        finally:
+            await lines.aclose()
 
     async def aclose(self) -> None:
         """Release the body: the protocol drains, resets or closes as its rules say."""
@@ -319,3 +462,12 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response [{self.status_code} {self.reason_phrase}] {self.http_version}>"
+
+
+async def _rechunked(pieces: AsyncGenerator[bytes, None], chunk_size: int) -> AsyncGenerator[bytes, None]:
+    """Decoded pieces re-cut to ``chunk_size``; closing this closes the decoding below."""
+    try:
+        async for chunk in aiter_chunks(pieces, chunk_size):
+            yield chunk
+    finally:
+        await pieces.aclose()

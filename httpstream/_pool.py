@@ -30,11 +30,24 @@ origin is pending (ALPN not known yet), further requests to it wait for that
 answer instead of each opening a connection; if ALPN picks HTTP/1.1 the origin
 is remembered as such and its requests stop waiting.  An HTTP/2 connection idle
 longer than ``Limits.h2_ping_after`` is checked with a PING before reuse.
+
+Proxies (``_proxy`` has the rules): each request gets a ``_Route``.  An
+``http://`` request through an HTTP(S) proxy is *forwarded*: it goes in
+absolute-form over an HTTP/1.1 connection to the proxy, keyed by the proxy alone,
+so one connection carries requests for any ``http://`` target; the request sent
+is a copy carrying ``Proxy-Authorization``, so the caller's request never holds
+it.  Anything else through a proxy is *tunnelled* (CONNECT or SOCKS5, opened by
+``_net``) and keyed by target origin, TLS settings and proxy together, never
+mixed with direct connections; ALPN then works as it does directly (HTTP/2
+through a tunnel), and HTTP/3 is never used through a proxy.  An explicit
+``proxy=`` applies to every request; otherwise, with ``trust_env``, the
+environment read at construction decides per request URL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import ssl
 import time
 from collections import deque
@@ -64,7 +77,8 @@ from ._h1 import HTTP11Connection
 from ._h2 import HTTP2Connection
 from ._models import Request, Response
 from ._net import open_stream
-from ._urls import Origin
+from ._proxy import Proxy, ProxyEnv, ProxyTypes, proxies_from_env, proxy_for, to_proxy
+from ._urls import URL, Origin
 
 if TYPE_CHECKING:
     # Imported when HTTP/3 is first used: aioquic (and cryptography) cost about
@@ -94,19 +108,36 @@ class PoolStats:
         return self.connecting + self.active + self.draining
 
 
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """Where a request's connection goes, and how it gets there.
+
+    ``origin`` is what the connection serves: the target's origin, or the
+    proxy's own for a forwarded request (one connection to a forward proxy
+    carries requests for any ``http://`` target).  ``quic_target`` is the
+    (host, port) of an HTTP/3 attempt; ``proxy`` the proxy, if any, and
+    ``forward`` whether the request is forwarded to it (else tunnelled).
+    """
+
+    origin: Origin
+    key: Key
+    quic_target: tuple[str, int] | None = None
+    proxy: Proxy | None = None
+    forward: bool = False
+
+
 class _Connecting:
     """A slot reserved for a connection whose DNS/TCP/TLS set-up is running."""
 
-    __slots__ = ("origin", "key", "may_multiplex", "quic_target")
+    __slots__ = ("route", "origin", "key", "may_multiplex", "quic_target")
     state = "connecting"
 
-    def __init__(
-        self, origin: Origin, key: Key, may_multiplex: bool, quic_target: tuple[str, int] | None = None
-    ) -> None:
-        self.origin = origin
-        self.key = key
+    def __init__(self, route: _Route, may_multiplex: bool) -> None:
+        self.route = route
+        self.origin = route.origin
+        self.key = route.key
         self.may_multiplex = may_multiplex  # ALPN may pick h2 (or it is QUIC): others wait for it
-        self.quic_target = quic_target  # (host, port) of an HTTP/3 attempt
+        self.quic_target = route.quic_target
 
     def __repr__(self) -> str:
         return f"<connecting {self.origin}>"
@@ -117,20 +148,22 @@ Slot = Union[HTTP11Connection, HTTP2Connection, "HTTP3Connection", _Connecting]
 
 
 class _Waiter:
-    __slots__ = ("origin", "key", "future", "timer", "quic_target")
+    __slots__ = ("route", "key", "future", "timer")
 
-    def __init__(
-        self, origin: Origin, key: Key, future: asyncio.Future[Slot], quic_target: tuple[str, int] | None
-    ) -> None:
-        self.origin = origin
-        self.key = key
+    def __init__(self, route: _Route, future: asyncio.Future[Slot]) -> None:
+        self.route = route
+        self.key = route.key
         self.future = future
-        self.quic_target = quic_target
         self.timer: asyncio.TimerHandle | None = None
 
 
 class ConnectionPool:
-    """A pool of HTTP connections, keyed by origin and TLS settings."""
+    """A pool of HTTP connections, keyed by origin, route and TLS settings.
+
+    ``proxy`` (a URL or a ``Proxy``) sends every request through that proxy;
+    without it, ``trust_env`` reads ``http_proxy`` / ``https_proxy`` /
+    ``all_proxy`` / ``no_proxy`` once, here, and they decide per request.
+    """
 
     def __init__(
         self,
@@ -144,6 +177,8 @@ class ConnectionPool:
         http3: bool | str = False,
         http2_prior_knowledge: bool = False,
         local_address: str | None = None,
+        proxy: ProxyTypes = None,
+        trust_env: bool = True,
     ) -> None:
         if not (http1 or http2):
             raise ValueError("enable at least one of http1 and http2")
@@ -166,6 +201,10 @@ class ConnectionPool:
         self._tls_key = self._tls.key()
         self._ssl_context: ssl.SSLContext | None = None
         self._local_address = local_address
+        self._proxy = to_proxy(proxy)
+        env = proxies_from_env() if trust_env and self._proxy is None else None
+        self._env: ProxyEnv | None = env if env and (env["http"] or env["https"] or env["all"]) else None
+        self._proxy_ssl_context: ssl.SSLContext | None = None
         self._slots: list[Slot] = []
         self._waiters: deque[_Waiter] = deque()
         self._closed = False
@@ -241,10 +280,10 @@ class ConnectionPool:
         origin = url.origin
         retried = False
         while True:
-            key, quic_target = self._route(origin)
-            slot = self._assign(origin, key, None, quic_target)
+            route = self._route(url)
+            slot = self._assign(route)
             if slot is None:
-                slot = await self._wait_for_slot(origin, key, request.timeout.pool, quic_target)
+                slot = await self._wait_for_slot(route, request.timeout.pool)
             if isinstance(slot, _Connecting):
                 try:
                     conn = await self._connect(slot, request)
@@ -259,36 +298,53 @@ class ConnectionPool:
                 conn = slot
             if not isinstance(conn, HTTP11Connection) and not await self._alive(conn):
                 continue
+            sent = request
+            if route.forward:
+                assert route.proxy is not None
+                sent = _forward_request(request, route.proxy)
             try:
-                response = await conn.handle_request(request)
+                response = await conn.handle_request(sent)
             except StaleConnection:
                 if retried or not (request.is_idempotent and request.is_replayable):
                     raise
                 retried = True
                 continue
+            if sent is not request:
+                response.request = request
+            if route.proxy is not None:
+                return response
             if self._http3 and origin.scheme == "https" and conn.http_version != "HTTP/3":
                 alt_svc = response.headers.get_list("alt-svc")
                 if alt_svc:
                     self._altsvc.update(origin, alt_svc, time.monotonic())
             return response
 
-    def _route(self, origin: Origin) -> tuple[Key, tuple[str, int] | None]:
-        """The pool key for a request to ``origin``, and where QUIC goes, if it does."""
+    def _route(self, url: URL) -> _Route:
+        """How a request to ``url`` travels: its pool key, proxy and QUIC target."""
+        origin = url.origin
+        proxy = self._proxy
+        if proxy is None and self._env is not None:
+            proxy = proxy_for(url, self._env)
+        if proxy is not None:
+            if self._http3 == "only":
+                raise LocalProtocolError(f"HTTP/3 cannot go through proxy {proxy} (http3='only' for {origin})")
+            if origin.scheme == "http" and not proxy.is_socks:
+                return _Route(proxy.origin, ("forward", proxy.key, self._tls_key), proxy=proxy, forward=True)
+            return _Route(origin, (origin, self._tls_key, "via", proxy.key), proxy=proxy)
         if origin.scheme != "https":
-            return (origin,), None
+            return _Route(origin, (origin,))
         if self._http3 == "only":
-            return (origin, self._tls_key, "h3", origin.host, origin.port), (origin.host, origin.port)
+            target = (origin.host, origin.port)
+            return _Route(origin, (origin, self._tls_key, "h3", *target), target)
         if self._http3:
             service = self._altsvc.lookup(origin, time.monotonic())
             if service is not None:
                 host = service.host or origin.host
-                return (origin, self._tls_key, "h3", host, service.port), (host, service.port)
-        return (origin, self._tls_key), None
+                return _Route(origin, (origin, self._tls_key, "h3", host, service.port), (host, service.port))
+        return _Route(origin, (origin, self._tls_key))
 
     # -- bookkeeping (synchronous) -------------------------------------------------
-    def _assign(
-        self, origin: Origin, key: Key, ahead: int | None = None, quic_target: tuple[str, int] | None = None
-    ) -> Slot | None:
+    def _assign(self, route: _Route, ahead: int | None = None) -> Slot | None:
         """An idle usable connection of ``key``, a new CONNECTING slot, or None.
 
         ``ahead`` is how many queued requests for ``key`` come first (None: all
@@ -299,6 +355,7 @@ class ConnectionPool:
         """
         if self._closed:
             raise PoolClosed("the connection pool was closed")
+        key = route.key
         now = time.monotonic()
         expiry = self._limits.keepalive_expiry
         full = False
@@ -315,14 +372,14 @@ class ConnectionPool:
             if slot.state == "idle":
                 if not slot.is_usable() or (expiry is not None and now - slot.idle_since >= expiry):
                     self._discard(slot)
-                    return self._assign(origin, key, ahead, quic_target)
+                    return self._assign(route, ahead)
                 slot.reserve()
                 return slot
         if full:
             # RFC 9113 section 9.1: no second connection to an origin whose
             # connection is merely busy; wait for one of its streams to end.
             return None
-        may_multiplex = quic_target is not None or self._may_multiplex(origin, key)
+        may_multiplex = route.quic_target is not None or self._may_multiplex(route)
         if may_multiplex and any(isinstance(s, _Connecting) and s.key == key and s.may_multiplex for s in self._slots):
             return None  # wait for the pending handshake's ALPN answer
         draining = sum(1 for s in self._slots if s.key == key and s.state == "draining")
@@ -341,14 +398,14 @@ class ConnectionPool:
             if victim is None or isinstance(victim, _Connecting):
                 return None
             self._discard(victim)
-        slot_new = _Connecting(origin, key, may_multiplex, quic_target)
+        slot_new = _Connecting(route, may_multiplex)
         self._slots.append(slot_new)
         return slot_new
 
-    def _may_multiplex(self, origin: Origin, key: Key) -> bool:
-        if not self._http2 or key in self._h1_only:
+    def _may_multiplex(self, route: _Route) -> bool:
+        if not self._http2 or route.key in self._h1_only or route.forward:
             return False
-        return origin.scheme == "https" or self._prior_knowledge
+        return route.origin.scheme == "https" or self._prior_knowledge
 
     def _discard(self, conn: Connection) -> None:
         if conn in self._slots:
@@ -405,7 +462,7 @@ class ConnectionPool:
             if waiter.future.done():
                 self._waiters.remove(waiter)
                 continue
-            slot = self._assign(waiter.origin, waiter.key, ahead.get(waiter.key, 0), waiter.quic_target)
+            slot = self._assign(waiter.route, ahead.get(waiter.key, 0))
             if slot is None:
                 ahead[waiter.key] = ahead.get(waiter.key, 0) + 1
                 continue
@@ -428,12 +485,10 @@ class ConnectionPool:
             self._on_change(slot)
 
     # -- waiting and connecting ------------------------------------------------------
-    async def _wait_for_slot(
-        self, origin: Origin, key: Key, timeout: float | None, quic_target: tuple[str, int] | None
-    ) -> Slot:
+    async def _wait_for_slot(self, route: _Route, timeout: float | None) -> Slot:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Slot] = loop.create_future()
-        waiter = _Waiter(origin, key, future, quic_target)
+        waiter = _Waiter(route, future)
         self._waiters.append(waiter)
         if timeout is not None:
             waiter.timer = loop.call_later(timeout, self._waiter_expired, waiter, timeout)
@@ -453,7 +508,7 @@ class ConnectionPool:
             self._waiters.remove(waiter)
         if not waiter.future.done():
             waiter.future.set_exception(
-                PoolTimeout(f"no connection to {waiter.origin} became free within {timeout:g} s (pool timeout)")
+                PoolTimeout(f"no connection to {waiter.route.origin} became free within {timeout:g} s (pool timeout)")
             )
 
     def _context(self) -> ssl.SSLContext:
@@ -461,20 +516,53 @@ class ConnectionPool:
             self._ssl_context = create_ssl_context(self._tls)
         return self._ssl_context
 
+    def _proxy_context(self, proxy: Proxy) -> ssl.SSLContext | None:
+        """The SSLContext for TLS to an ``https://`` proxy itself (None for other proxies).
+
+        It offers only HTTP/1.1 by ALPN: CONNECT and forwarding are HTTP/1.1
+        exchanges.  A caller's own SSLContext (``verify=ctx``) is shared with
+        the targets, so it is used as it is, not changed; a proxy that picks h2
+        on it is refused in ``_net``.
+        """
+        if proxy.scheme != "https":
+            return None
+        if proxy.ssl_context is not None:
+            return proxy.ssl_context
+        if isinstance(self._tls.verify, ssl.SSLContext):
+            return self._context()
+        if self._proxy_ssl_context is None:
+            self._proxy_ssl_context = create_ssl_context(TLSConfig(verify=self._tls.verify, alpn=("http/1.1",)))
+        return self._proxy_ssl_context
+
     async def _connect(self, slot: _Connecting, request: Request) -> Connection:
         if slot.quic_target is not None:
             return await self._connect_quic(slot, request)
         origin = slot.origin
+        route = slot.route
+        proxy = route.proxy
         assert request.timeout is not None
         try:
-            context = self._context() if origin.scheme == "https" else None
-            connected = await open_stream(
-                origin.host,
-                origin.port,
-                ssl_context=context,
-                timeout=request.timeout.connect,
-                local_address=self._local_address,
-            )
+            if route.forward:
+                assert proxy is not None
+                connected = await open_stream(
+                    proxy.host,
+                    proxy.port,
+                    ssl_context=self._proxy_context(proxy),
+                    timeout=request.timeout.connect,
+                    local_address=self._local_address,
+                    name=f"proxy {proxy}",
+                )
+            else:
+                context = self._context() if origin.scheme == "https" else None
+                connected = await open_stream(
+                    origin.host,
+                    origin.port,
+                    ssl_context=context,
+                    timeout=request.timeout.connect,
+                    local_address=self._local_address,
+                    via=proxy,
+                    proxy_ssl_context=None if proxy is None else self._proxy_context(proxy),
+                )
         except BaseException:
             self._remove_slot(slot)
             raise
@@ -482,7 +570,9 @@ class ConnectionPool:
             connected.transport.abort()
             raise PoolClosed("the connection pool was closed while connecting")
         self.connects += 1
-        if origin.scheme == "https":
+        if route.forward:
+            use_h2 = False  # forwarding is HTTP/1.1 to the proxy, whatever the pool speaks
+        elif origin.scheme == "https":
             use_h2 = connected.alpn == "h2"
             if connected.alpn is None and not self._http1:
                 use_h2 = True  # the server ignored ALPN; we offered nothing else
@@ -493,7 +583,7 @@ class ConnectionPool:
             conn = HTTP2Connection(origin, slot.key, limits=self._limits, on_change=self._on_change)
             conn.reserve()
         else:
-            if not self._http1:
+            if not self._http1 and not route.forward:
                 connected.transport.abort()
                 self._remove_slot(slot)
                 raise ConnectError(f"{origin} does not speak HTTP/2 (ALPN picked {connected.alpn!r})")
@@ -570,3 +660,30 @@ class ConnectionPool:
             self._discard(conn)
             self._wake()
         return alive
+
+
+def _forward_request(request: Request, proxy: Proxy) -> Request:
+    """The request as a forward proxy gets it: absolute-form target, proxy credentials.
+
+    RFC 9112 section 3.2.2: a request to a proxy names the full URL.  It is a
+    copy (body shared) so ``Proxy-Authorization`` and the proxy's own headers
+    never appear in the caller's request, where redirects, hooks and logs would
+    see them; the response is given the caller's request back.
+    """
+    sent = copy.copy(request)
+    url = request.url
+    target = request.extensions.get("target")
+    if isinstance(target, str) and "://" in target:
+        absolute = target
+    else:
+        path = target if isinstance(target, str) else url.target
+        # RFC 9112 section 3.2.4: OPTIONS * through a proxy names the authority only.
+        absolute = f"{url.scheme}://{url.netloc}" + ("" if path == "*" else path)
+    sent.extensions = {**request.extensions, "target": absolute}
+    headers = request.headers.copy()
+    authorization = proxy.authorization
+    if authorization is not None and not proxy.headers.has(b"proxy-authorization"):
+        headers.setdefault_raw(b"Proxy-Authorization", authorization)
+    headers.extend_raw(proxy.headers.raw)
+    sent.headers = headers
+    return sent

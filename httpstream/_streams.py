@@ -204,13 +204,16 @@ class ResponseStream(AsyncIterator[bytes]):
     garbage collection of a stream nobody closed.
     """
 
-    __slots__ = ("_buffer", "_release", "_closed", "_started", "__weakref__")
+    __slots__ = ("_buffer", "_release", "_closed", "_started", "opened_at", "__weakref__")
 
     def __init__(self, buffer: BodyBuffer, release: Callable[[], None]) -> None:
         self._buffer = buffer
         self._release: Callable[[], None] | None = release
         self._closed = False
         self._started = False
+        # Where the caller opened this response (set by a client with
+        # debug_leaks on); the ResourceWarning of a leaked stream names it.
+        self.opened_at: str | None = None
 
     @property
     def buffer(self) -> BodyBuffer:
@@ -270,9 +273,10 @@ class ResponseStream(AsyncIterator[bytes]):
         loop = self._buffer._loop
         if not loop.is_closed():
             loop.call_soon_threadsafe(release)
+        where = f"; it was opened at:\n{self.opened_at}" if self.opened_at else ""
         warnings.warn(
             "a response body was never closed; use 'async with client.stream(...)' "
-            "or call 'await response.aclose()'",
+            f"or call 'await response.aclose()'{where}",
             ResourceWarning,
             source=self,
             stacklevel=2,

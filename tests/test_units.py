@@ -169,13 +169,15 @@ async def test_aiter_chunks_gives_exact_sizes(pieces: list[bytes], size: int) ->
 # -- the public API and the layer map ------------------------------------------------------
 
 PUBLIC = {
-    "AsyncClient", "AsyncTransport", "ConnectError", "ConnectTimeout", "ConnectionPool", "DecodingError",
-    "HTTPStatusError", "HTTPStreamError", "Headers", "IncompleteBody", "InvalidURL", "Limits", "LocalProtocolError", "Origin",
-    "PoolClosed", "PoolStats", "PoolTimeout", "ReadError", "ReadTimeout", "RemoteProtocolError", "Request",
-    "Response", "ResponseStream", "StaleConnection", "StreamClosed", "StreamConsumed", "StreamContext",
-    "StreamError", "Timeout", "TimeoutException", "TooManyRedirects", "TransportError", "URL",
-    "USE_CLIENT_DEFAULT", "WriteError", "WriteTimeout", "__version__", "delete", "get", "head", "options",
-    "patch", "post", "put", "request", "stream",
+    "AsyncClient", "AsyncTransport", "Auth", "BasicAuth", "BearerAuth", "ConnectError", "ConnectTimeout",
+    "ConnectionPool", "CookieConflict", "Cookies", "DecodingError", "DigestAuth", "FunctionAuth",
+    "HTTPStatusError", "HTTPStreamError", "HTTPXTransport", "Headers", "IncompleteBody", "InsecureRedirect",
+    "InvalidURL", "Limits", "LocalProtocolError", "Origin", "PoolClosed", "PoolStats", "PoolTimeout", "Proxy",
+    "ProxyError", "ReadError", "ReadTimeout", "RemoteProtocolError", "Request", "Response", "ResponseStream",
+    "Retry", "StaleConnection", "StreamClosed", "StreamConsumed", "StreamContext", "StreamError", "Timeout",
+    "TimeoutException", "TooManyRedirects", "TotalTimeout", "TransportError", "URL", "USE_CLIENT_DEFAULT",
+    "WriteError", "WriteTimeout", "__version__", "delete", "get", "head", "options", "patch", "post", "put",
+    "request", "stream"
 }
 
 

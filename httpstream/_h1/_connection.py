@@ -18,13 +18,20 @@ Release rules (DESIGN.md, lifecycle table, HTTP/1.1 column):
 - the caller cancelled while waiting for the head, or while sending the body:
   CLOSED (the connection's state is unknown);
 - the stream dropped unclosed: ``ResponseStream.__del__`` warns and runs the same
-  release as ``aclose()``.
+  release as ``aclose()``;
+- ``Expect: 100-continue`` answered with a final status before ``100 Continue``:
+  the body is never sent, and the connection is CLOSED after that response.
+
+``Expect: 100-continue`` (RFC 9110 section 10.1.1): the head goes out alone, then
+the body follows ``100 Continue`` or, when no answer came within
+``Timeout.expect`` seconds, follows anyway.  Requests without the header take the
+usual path, with no extra wait and no extra write.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable
 from typing import TYPE_CHECKING, Final
 
 from .._config import Limits
@@ -45,6 +52,7 @@ CLOSED: Final = "closed"
 
 # Bodies up to this size are written together with the head in one send.
 _COALESCE = 64 * 1024
+
 
 
 class HTTP11Connection:
@@ -120,17 +128,22 @@ class HTTP11Connection:
             if content is None:
                 proto.write(head)
                 ex.request_sent = True
-            elif isinstance(content, bytes):
-                if len(content) <= _COALESCE:
-                    proto.write(head + content)
+            else:
+                expect = None if content == b"" else request.expect_continue_timeout()
+                if expect is None:
+                    await self._send_body(request, content, ex, head, write_timeout)
                 else:
                     proto.write(head)
-                    proto.write(content)
-                ex.request_sent = True
-                await proto.drain(write_timeout)
-            else:
-                proto.write(head)
-                await self._send_stream(request, ex, write_timeout)
+                    if await proto.wait_for_continue(ex, expect):
+                        await self._send_body(request, content, ex, b"", write_timeout)
+                    else:
+                        # The final answer came before 100 Continue: the body is
+                        # never sent.  Our head announced it (Content-Length or
+                        # chunked), so the request message stays incomplete and
+                        # the server may still read our next bytes as that body:
+                        # the connection is closed once the response is over
+                        # (RFC 9112 section 9.3; ``request_sent`` stays False).
+                        ex.reusable = False
             proto.arm_head_timer(ex)
             head_info, buffer = await ex.head_waiter
         except BaseException as exc:
@@ -162,6 +175,30 @@ class HTTP11Connection:
         )
         response.trailers = ex.trailers  # filled in place when a chunked body ends
         return response
+
+    async def _send_body(
+        self,
+        request: Request,
+        content: bytes | AsyncIterable[bytes],
+        ex: Exchange,
+        head: bytes,
+        write_timeout: float | None,
+    ) -> None:
+        """Write ``head`` (empty when already sent) and the body."""
+        proto = self.protocol
+        if isinstance(content, bytes):
+            if len(content) <= _COALESCE:
+                proto.write(head + content)
+            else:
+                if head:
+                    proto.write(head)
+                proto.write(content)
+            ex.request_sent = True
+            await proto.drain(write_timeout)
+        else:
+            if head:
+                proto.write(head)
+            await self._send_stream(request, ex, write_timeout)
 
     async def _send_stream(self, request: Request, ex: Exchange, write_timeout: float | None) -> None:
         proto = self.protocol

@@ -102,6 +102,7 @@ class Exchange:
         "trailers",
         "read_timeout",
         "error",
+        "continue_waiter",
     )
 
     def __init__(self, method: str, *, reused: bool, read_timeout: float | None, max_header_bytes: int) -> None:
@@ -126,6 +127,9 @@ class Exchange:
         self.trailers = Headers()
         self.read_timeout = read_timeout
         self.error: BaseException | None = None
+        # Set while the request waits for "100 Continue" (Expect: 100-continue);
+        # resolved by the 100, by the final answer, by a failure or by the timer.
+        self.continue_waiter: asyncio.Future[None] | None = None
 
     @property
     def done(self) -> bool:
@@ -228,6 +232,33 @@ class H1Protocol(asyncio.Protocol):
             if timer is not None:
                 timer.cancel()
 
+    async def wait_for_continue(self, ex: Exchange, timeout: float) -> bool:
+        """After a head with ``Expect: 100-continue``: may the body be sent now?
+
+        RFC 9110 section 10.1.1: the client waits for ``100 Continue`` but not
+        forever; after ``timeout`` seconds it sends the body anyway (the server
+        may not know the expectation).  True on 100 or the deadline; False when
+        the final answer (or a failure) came first: the body must not follow.
+        """
+        head_waiter = ex.head_waiter
+        if head_waiter.done():
+            return False
+        waiter = self._loop.create_future()
+        ex.continue_waiter = waiter
+        timer = self._loop.call_later(timeout, _wake, waiter)
+
+        def answered(_: object) -> None:
+            _wake(waiter)  # the final answer, or a failure, came first
+
+        head_waiter.add_done_callback(answered)
+        try:
+            await waiter
+        finally:
+            ex.continue_waiter = None
+            timer.cancel()
+            head_waiter.remove_done_callback(answered)
+        return not head_waiter.done()
+
     def arm_head_timer(self, ex: Exchange) -> None:
         if ex.read_timeout is not None and not ex.head_waiter.done():
             ex.head_timer = self._loop.call_later(ex.read_timeout, self._head_expired, ex)
@@ -276,6 +307,8 @@ class H1Protocol(asyncio.Protocol):
                     break
                 if event.status_code == 101:
                     raise RemoteProtocolError("unexpected 101 Switching Protocols: no upgrade was asked for")
+                if event.status_code == 100:
+                    _wake(ex.continue_waiter)
                 ex.informational += 1
                 if ex.informational > limits.max_informational_responses:
                     raise RemoteProtocolError(
@@ -533,6 +566,11 @@ class H1Protocol(asyncio.Protocol):
         if self._reading_paused and self.transport is not None and not self.transport.is_closing():
             self._reading_paused = False
             self.transport.resume_reading()
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 def _expire_write(waiter: asyncio.Future[None], seconds: float) -> None:

@@ -10,7 +10,11 @@ Release rules (DESIGN.md, HTTP/2 column):
 - body read to the end: the stream ends and its slot is free;
 - ``aclose()`` early, or the caller cancelled: RST_STREAM(CANCEL), the unread
   bytes' credit goes back to the connection window, the connection stays usable;
-- a response dropped unclosed: ResourceWarning, then the same reset.
+- a response dropped unclosed: ResourceWarning, then the same reset;
+- ``Expect: 100-continue`` (RFC 9110 section 10.1.1): HEADERS go without
+  END_STREAM and the body waits for ``100 Continue`` (or ``Timeout.expect``); a
+  final answer that comes first is handed over and the body is never sent: our
+  side ends with RST_STREAM(NO_ERROR) once that answer is complete.
 """
 
 from __future__ import annotations
@@ -129,21 +133,30 @@ class HTTP2Connection:
             await proto.wait_for_stream_slot(timeout.pool if timeout is not None else None)
         stream = proto.open_stream(request.method, read_timeout)
         try:
-            proto.send_headers(stream, headers, end_stream=content is None or content == b"")
-            if isinstance(content, bytes):
-                if content:
-                    await proto.send_body(stream, content, write_timeout)
+            no_body = content is None or content == b""
+            proto.send_headers(stream, headers, end_stream=no_body)
+            expect = None if no_body else request.expect_continue_timeout()
+            if expect is None or await proto.wait_for_continue(stream, expect):
+                if isinstance(content, bytes):
+                    if content:
+                        await proto.send_body(stream, content, write_timeout)
+                        proto.end_request(stream)
+                elif content is not None:
+                    async for chunk in content:
+                        if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                            raise LocalProtocolError(
+                                f"request body iterator yielded {type(chunk).__name__}, not bytes"
+                            )
+                        if stream.closed or stream.ended:
+                            break
+                        if chunk:
+                            await proto.send_body(stream, bytes(chunk), write_timeout)
                     proto.end_request(stream)
-            elif content is not None:
-                async for chunk in content:
-                    if not isinstance(chunk, (bytes, bytearray, memoryview)):
-                        raise LocalProtocolError(
-                            f"request body iterator yielded {type(chunk).__name__}, not bytes"
-                        )
-                    if stream.closed or stream.ended:
-                        break
-                    if chunk:
-                        await proto.send_body(stream, bytes(chunk), write_timeout)
+            elif stream.ended:
+                # The whole final answer came before 100 Continue: the body is
+                # not sent; our side ends with RST_STREAM(NO_ERROR).  An answer
+                # still arriving is ended the same way when the caller releases
+                # it (END_STREAM now would announce an empty body).
                 proto.end_request(stream)
             proto.arm_head_timer(stream)
             status, fields = await stream.head_waiter

@@ -7,7 +7,9 @@ stream open or reserved, IDLE with none, CLOSED once the QUIC connection ended
 Release rules (DESIGN.md, HTTP/3 column): full read ends the stream and frees its
 slot; ``aclose()`` early or cancellation sends STOP_SENDING + RESET_STREAM with
 H3_REQUEST_CANCELLED and keeps the connection; a dropped response is reset the
-same way with a ResourceWarning.
+same way with a ResourceWarning.  ``Expect: 100-continue`` works as in HTTP/2:
+the body waits for ``100 Continue`` (or ``Timeout.expect``); after a final answer
+that came first it is never sent, and our side stops with RESET_STREAM(H3_NO_ERROR).
 
 ``connect_h3`` resolves the host, opens a connected UDP endpoint (so an ICMP
 "port unreachable" fails the attempt at once instead of waiting out the
@@ -131,20 +133,30 @@ class HTTP3Connection:
         content = request.content
         stream = proto.open_stream(read_timeout, request.method)
         try:
-            proto.send_headers(stream, headers, end_stream=content is None or content == b"")
-            if isinstance(content, bytes):
-                if content:
-                    for start in range(0, len(content), 65536):
-                        await proto.send_body(stream, content[start : start + 65536], write_timeout)
+            no_body = content is None or content == b""
+            proto.send_headers(stream, headers, end_stream=no_body)
+            expect = None if no_body else request.expect_continue_timeout()
+            if expect is None or await proto.wait_for_continue(stream, expect):
+                if isinstance(content, bytes):
+                    if content:
+                        for start in range(0, len(content), 65536):
+                            await proto.send_body(stream, content[start : start + 65536], write_timeout)
+                        proto.end_request(stream)
+                elif content is not None:
+                    async for chunk in content:
+                        if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                            raise LocalProtocolError(
+                                f"request body iterator yielded {type(chunk).__name__}, not bytes"
+                            )
+                        if stream.closed or stream.ended:
+                            break
+                        if chunk:
+                            await proto.send_body(stream, bytes(chunk), write_timeout)
                     proto.end_request(stream)
-            elif content is not None:
-                async for chunk in content:
-                    if not isinstance(chunk, (bytes, bytearray, memoryview)):
-                        raise LocalProtocolError(f"request body iterator yielded {type(chunk).__name__}, not bytes")
-                    if stream.closed or stream.ended:
-                        break
-                    if chunk:
-                        await proto.send_body(stream, bytes(chunk), write_timeout)
+            elif stream.ended:
+                # The whole final answer came before 100 Continue: the body is
+                # not sent; our side stops with RESET_STREAM(H3_NO_ERROR).  An
+                # answer still arriving is ended the same way on release.
                 proto.end_request(stream)
             proto.arm_head_timer(stream)
             status, fields = await stream.head_waiter

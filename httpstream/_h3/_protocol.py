@@ -116,6 +116,7 @@ class H3Stream:
         "method",
         "no_body",
         "informational",
+        "continue_waiter",
     )
 
     def __init__(self, stream_id: int, read_timeout: float | None, method: str = "GET") -> None:
@@ -133,6 +134,8 @@ class H3Stream:
         self.error: BaseException | None = None
         self.head_bytes = 0
         self.read_timeout = read_timeout
+        # Set while the request waits for "100 Continue" (Expect: 100-continue).
+        self.continue_waiter: asyncio.Future[None] | None = None
 
 
 class H3Protocol:
@@ -375,6 +378,8 @@ class H3Protocol:
         if status < 200:
             stream.head_bytes = 0
             stream.informational += 1
+            if status == 100:
+                _wake(stream.continue_waiter)
             if stream.informational > limits.max_informational_responses:
                 self._abort(
                     stream,
@@ -470,6 +475,32 @@ class H3Protocol:
             if timer is not None:
                 timer.cancel()
 
+    async def wait_for_continue(self, stream: H3Stream, timeout: float) -> bool:
+        """After HEADERS with ``Expect: 100-continue``: may the body be sent now?
+
+        True on ``100 Continue`` or after ``timeout`` seconds without an answer
+        (RFC 9110 section 10.1.1: the body is then sent anyway); False when the
+        final response, or a failure, came first.
+        """
+        head_waiter = stream.head_waiter
+        if head_waiter.done():
+            return False
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        stream.continue_waiter = waiter
+        timer = self._loop.call_later(timeout, _wake, waiter)
+
+        def answered(_: object) -> None:
+            _wake(waiter)
+
+        head_waiter.add_done_callback(answered)
+        try:
+            await waiter
+        finally:
+            stream.continue_waiter = None
+            timer.cancel()
+            head_waiter.remove_done_callback(answered)
+        return not head_waiter.done()
+
     def arm_head_timer(self, stream: H3Stream) -> None:
         if stream.read_timeout is not None and not stream.head_waiter.done():
             stream.head_timer = self._loop.call_later(stream.read_timeout, self._head_expired, stream)
@@ -497,6 +528,7 @@ class H3Protocol:
                 buffer.discard()
             return
         if stream.ended and buffer is not None and buffer.at_eof:
+            self.end_request(stream)  # an answer that came before the whole upload: stop it
             return
         self.cancel(stream, StreamClosed())
 
@@ -627,6 +659,11 @@ def _code(code: int) -> str:
         return ErrorCode(code).name
     except ValueError:
         return f"error code {code:#x}"
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 def _expire(waiter: asyncio.Future[Any], exc: BaseException) -> None:
