@@ -5,6 +5,8 @@ from ._auth import Auth, BasicAuth, BearerAuth, DigestAuth, FunctionAuth
 from ._client import USE_CLIENT_DEFAULT, AsyncClient, AsyncTransport, StreamContext, __version__
 from ._config import Limits, Timeout
 from ._cookies import Cookies
+from ._decoders import ServerSentEvent
+from ._eventsource import EventSource
 from ._exceptions import (
     ConnectError,
     ConnectTimeout,
@@ -57,6 +59,7 @@ __all__ = [
     "CookieConflict",
     "DecodingError",
     "DigestAuth",
+    "EventSource",
     "FunctionAuth",
     "HTTPStatusError",
     "HTTPStreamError",
@@ -79,6 +82,7 @@ __all__ = [
     "Request",
     "Response",
     "Retry",
+    "ServerSentEvent",
     "ResponseStream",
     "StaleConnection",
     "StreamClosed",

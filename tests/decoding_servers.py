@@ -40,7 +40,7 @@ def encode(body: bytes, codings: list[str]) -> bytes:
     """
     for coding in codings:
         if coding == "gzip":
-            body = gzip.compress(body)
+            body = gzip.compress(body, mtime=0)  # reproducible: tests compare raw bytes
         elif coding == "deflate":
             body = zlib.compress(body)
         elif coding == "deflate-raw":

@@ -170,14 +170,14 @@ async def test_aiter_chunks_gives_exact_sizes(pieces: list[bytes], size: int) ->
 
 PUBLIC = {
     "AsyncClient", "AsyncTransport", "Auth", "BasicAuth", "BearerAuth", "ConnectError", "ConnectTimeout",
-    "ConnectionPool", "CookieConflict", "Cookies", "DecodingError", "DigestAuth", "FunctionAuth",
+    "ConnectionPool", "CookieConflict", "Cookies", "DecodingError", "DigestAuth", "EventSource", "FunctionAuth",
     "HTTPStatusError", "HTTPStreamError", "HTTPXTransport", "Headers", "IncompleteBody", "InsecureRedirect",
     "InvalidURL", "Limits", "LocalProtocolError", "Origin", "PoolClosed", "PoolStats", "PoolTimeout", "Proxy",
     "ProxyError", "ReadError", "ReadTimeout", "RemoteProtocolError", "Request", "Response", "ResponseStream",
-    "Retry", "StaleConnection", "StreamClosed", "StreamConsumed", "StreamContext", "StreamError", "Timeout",
-    "TimeoutException", "TooManyRedirects", "TotalTimeout", "TransportError", "URL", "USE_CLIENT_DEFAULT",
-    "WriteError", "WriteTimeout", "__version__", "delete", "get", "head", "options", "patch", "post", "put",
-    "request", "stream"
+    "Retry", "ServerSentEvent", "StaleConnection", "StreamClosed", "StreamConsumed", "StreamContext",
+    "StreamError", "Timeout", "TimeoutException", "TooManyRedirects", "TotalTimeout", "TransportError", "URL",
+    "USE_CLIENT_DEFAULT", "WriteError", "WriteTimeout", "__version__", "delete", "get", "head", "options",
+    "patch", "post", "put", "request", "stream"
 }
 
 
