@@ -90,6 +90,9 @@ __all__ = ["ConnectionPool", "PoolStats"]
 Key = tuple[object, ...]
 
 
+# How long aclose() waits for TLS connections to finish their close_notify exchange.
+_CLOSE_GRACE = 0.25
+
 @dataclass(frozen=True, slots=True)
 class PoolStats:
     """Counts of the pool's connections by state, and of queued requests."""
@@ -262,10 +265,20 @@ class ConnectionPool:
             if not waiter.future.done():
                 waiter.future.set_exception(PoolClosed("the connection pool was closed"))
         slots, self._slots = self._slots, []
+        closing = []
         for slot in slots:
             if not isinstance(slot, _Connecting):
                 slot.close()
-        # Let the transports run their close callbacks before the loop moves on.
+                if isinstance(slot, (HTTP11Connection, HTTP2Connection)) and not slot.protocol.lost:
+                    closing.append(slot.protocol)
+        # A TLS transport closes only after the close_notify exchange; wait for
+        # it briefly (a caller that closes the loop next must not find sockets
+        # still open), then abort what a silent peer holds up.
+        if closing:
+            await asyncio.wait([protocol.lost_future for protocol in closing], timeout=_CLOSE_GRACE)
+            for protocol in closing:
+                if not protocol.lost and protocol.transport is not None:
+                    protocol.transport.abort()
         await asyncio.sleep(0)
 
     async def handle_request(self, request: Request) -> Response:

@@ -153,6 +153,9 @@ class H1Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.exchange: Exchange | None = None
         self.lost = False
+        # Resolved by connection_lost: the pool's aclose() waits on it (bounded)
+        # so a TLS close_notify exchange finishes before the caller moves on.
+        self.lost_future: asyncio.Future[None] = self._loop.create_future()
         self.eof = False
         self._reading_paused = False
         self._write_paused = False
@@ -185,6 +188,8 @@ class H1Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        if not self.lost_future.done():
+            self.lost_future.set_result(None)
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(WriteError(f"connection lost while sending the request: {exc or 'closed'}"))

@@ -203,6 +203,9 @@ class H2Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, H2Stream] = {}
         self.lost = False
+        # Resolved by connection_lost: the pool's aclose() waits on it (bounded)
+        # so a TLS close_notify exchange finishes before the caller moves on.
+        self.lost_future: asyncio.Future[None] = self._loop.create_future()
         self.goaway = False
         self.error: BaseException | None = None
         self._write_paused = False
@@ -306,6 +309,8 @@ class H2Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        if not self.lost_future.done():
+            self.lost_future.set_result(None)
         self._wake_senders()
         error = self.error  # a GOAWAY with an error code says why, if there was one
         if error is None:
