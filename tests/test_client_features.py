@@ -355,3 +355,11 @@ async def test_truncated_body_raises_incomplete_body_after_every_byte(
         assert "600" in str(info.value) and "incomplete" in str(info.value)
         assert isinstance(info.value, httpstream.RemoteProtocolError)
         assert (await settled(client)).in_use == 0
+
+
+def test_debug_leaks_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPSTREAM_DEBUG_LEAKS", "1")
+    assert httpstream.AsyncClient(transport=httpstream.ConnectionPool()).debug_leaks
+    monkeypatch.setenv("HTTPSTREAM_DEBUG_LEAKS", "0")
+    assert not httpstream.AsyncClient(transport=httpstream.ConnectionPool()).debug_leaks
+    assert httpstream.AsyncClient(transport=httpstream.ConnectionPool(), debug_leaks=True).debug_leaks

@@ -190,3 +190,54 @@ def app_http_server() -> Iterator[HypercornServer]:
     server.start()
     yield server
     server.stop()
+
+
+# -- the same pipeline over HTTP/1.1, HTTP/2 and HTTP/3 --------------------------------------------
+@pytest.fixture(scope="module")
+def decoding_h3_server(cert_files: dict[str, str]) -> Iterator[HypercornServer]:
+    from tests.decoding_servers import DecodingApp
+
+    server = HypercornServer(
+        DecodingApp(), certfile=cert_files["cert"], keyfile=cert_files["key"], alpn=("h2", "http/1.1"), quic=True
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize(
+    ("options", "version"),
+    [
+        ({"http2": False}, "HTTP/1.1"),
+        ({"http2": True}, "HTTP/2"),
+        ({"http3": "only"}, "HTTP/3"),
+    ],
+    ids=["h1", "h2", "h3"],
+)
+async def test_pipeline_is_the_same_on_every_protocol(
+    decoding_h3_server: HypercornServer, cert_files: dict[str, str], options: dict[str, object], version: str
+) -> None:
+    from tests.decoding_servers import payload
+
+    hooks: list[str] = []
+    async with httpstream.AsyncClient(
+        verify=cert_files["ca"],
+        follow_redirects=True,
+        event_hooks={"response": [lambda r: hooks.append(r.http_version)]},
+        timeout=httpstream.Timeout(total=20),
+        **options,  # type: ignore[arg-type]
+    ) as client:
+        async with client.stream("GET", decoding_h3_server.url("/encoded?ce=gzip,br&size=300000&chunk=777")) as r:
+            assert r.http_version == version
+            raw = b"".join([c async for c in r.aiter_bytes(4096)])
+            assert raw == payload(300000)
+            assert r.num_bytes_downloaded < 300000  # counted on the wire, compressed
+        async with client.stream("GET", decoding_h3_server.url("/ndjson")) as r:
+            assert [obj async for obj in r.aiter_json()] == [{"n": 1}, {"n": 2, "s": "café"}, [3, 3.5], "four", None]
+        r = await client.get(decoding_h3_server.url("/redirect/2"))
+        assert r.status_code == 200 and len(r.history) == 2
+        async with client.stream("GET", decoding_h3_server.url("/ndjson?bad=4")) as r:
+            with pytest.raises(httpstream.DecodingError, match="line 4"):
+                async for _ in r.aiter_json():
+                    pass
+    assert set(hooks) == {version}
