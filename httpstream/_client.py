@@ -221,12 +221,14 @@ class AsyncClient:
             target = target.copy_merge_params(self.params)
         if params:
             target = target.copy_merge_params(params)
-        merged = self.headers.copy()
-        if headers is not None:
-            merged.update(headers)
         body_headers, body = encode_request(content=content, data=data, files=files, json=json)
-        for name, value in body_headers:
-            merged.setdefault_raw(name, value)
+        merged = self.headers  # Request copies it; merge into a copy only when there is something to merge
+        if headers is not None or body_headers:
+            merged = merged.copy()
+            if headers is not None:
+                merged.update(headers)
+            for name, value in body_headers:
+                merged.setdefault_raw(name, value)
         if on_upload_progress is not None and body is not None:
             body = with_progress(body, on_upload_progress)
         request_timeout = self.timeout if isinstance(timeout, _UseClientDefault) else to_timeout(timeout)
@@ -303,7 +305,10 @@ class AsyncClient:
         deadline = None if timeout.total is None else loop.time() + timeout.total
         try:
             if deadline is None:
-                response = await self._send_handling_auth(request, flow_auth, follow)
+                if flow_auth is None:  # one coroutine layer less on the common path
+                    response = await self._send_handling_redirects(request, follow, [])
+                else:
+                    response = await self._send_handling_auth(request, flow_auth, follow)
             else:
                 async with asyncio.timeout_at(deadline):
                     response = await self._send_handling_auth(request, flow_auth, follow)
@@ -417,13 +422,17 @@ class AsyncClient:
     async def _send_handling_redirects(self, request: Request, follow: bool, history: list[Response]) -> Response:
         history = list(history)
         while True:
-            if not request.headers.has(b"cookie"):
-                self._cookies.set_cookie_header(request)
+            cookies = self._cookies
+            if cookies.maybe_filled and not request.headers.has(b"cookie"):
+                cookies.set_cookie_header(request)
                 if request.headers.has(b"cookie"):
                     request.extensions["jar_cookie"] = True
             for hook in self.event_hooks["request"]:
                 await _call(hook, request)
-            response = await self._send_with_retries(request)
+            if self.retry is None:
+                response = await self._transport.handle_request(request)
+            else:
+                response = await self._send_with_retries(request, self.retry)
             try:
                 # Set-Cookie is honoured at the head, streamed or not, on every hop.
                 self._cookies.extract_cookies(response)
@@ -444,10 +453,7 @@ class AsyncClient:
             history.append(response)
             request = next_request
 
-    async def _send_with_retries(self, request: Request) -> Response:
-        retry = self.retry
-        if retry is None:
-            return await self._transport.handle_request(request)
+    async def _send_with_retries(self, request: Request, retry: Retry) -> Response:
         attempt = 0
         while True:
             may_retry = attempt < retry.total and retry.allows(request.method) and request.is_replayable

@@ -114,8 +114,17 @@ class Cookies(MutableMapping[str, str]):
 
         A request that already has one (set by its caller) is left as it is.
         """
-        if not request.headers.has(b"cookie"):
+        if self.maybe_filled and not request.headers.has(b"cookie"):
             self._jar.add_cookie_header(_JarRequest(request))
+
+    @property
+    def maybe_filled(self) -> bool:
+        """False only when the jar certainly holds no cookie.
+
+        An empty jar (most clients, most of the time) then costs nothing per
+        request: the stdlib jar would build a request adapter and take its lock.
+        """
+        return bool(getattr(self._jar, "_cookies", True))
 
     # -- by name -------------------------------------------------------------------------
     def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:

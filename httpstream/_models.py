@@ -320,6 +320,16 @@ class Response:
         """
         if self._content is not None:
             return self._content
+        if max_body_size is None and self.on_download is None and not self.headers.has(b"content-encoding"):
+            # The common case, without a generator in between: the raw chunks are the body.
+            stream = self._start()
+            try:
+                raw = [chunk async for chunk in stream]
+            finally:
+                await stream.aclose()
+            self._downloaded += sum(map(len, raw))
+            self._content = raw[0] if len(raw) == 1 else b"".join(raw)
+            return self._content
         chunks: list[bytes] = []
         size = 0
         pieces = self.aiter_bytes()
