@@ -1,8 +1,10 @@
 """``httpstream`` on the command line (``python -m httpstream`` too).
 
-Today it has one command, ``demo``.  The curl-like ``httpstream URL`` and the
-``proxy`` and ``tunnel`` roles come later; they join ``COMMANDS`` below, and
-this module then hands over to ``httpstream.cli``.
+The first word picks a command from ``COMMANDS`` (``demo``; ``proxy`` and
+``tunnel`` say they are not built yet); anything else is a request,
+``httpstream [METHOD] URL [ITEMS]``, handed to ``httpstream.cli``.  With no
+words at all the usage goes to standard error (exit 2); ``--help`` prints the
+request help, which names the commands too.
 
 The demo's server side needs hypercorn and trustme (the ``test`` extra); they
 are imported only when the demo runs, so the library itself never needs them.
@@ -13,18 +15,22 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from .cli import main as request_main
+
 __all__ = ["main"]
 
 USAGE = """\
-usage: httpstream COMMAND [OPTIONS]
+usage: httpstream [OPTIONS] [METHOD] URL [ITEMS ...]
+       httpstream COMMAND [OPTIONS]
+
+  URL     send one request and stream the answer (`httpstream --help` for all options)
 
 commands:
   demo    run the streaming client against a local HTTPS server on 127.0.0.1
           (large download, line stream, early close and connection reuse);
           options: [--size MIB] [--lines N] [--interval SECONDS]
-
-`httpstream URL`, `httpstream proxy` and `httpstream tunnel` are not available yet.
-Run `httpstream demo --help` for the demo's options.
+  proxy   not built yet
+  tunnel  not built yet
 """
 
 
@@ -41,22 +47,35 @@ def _demo(argv: list[str]) -> int:
     return _demo.run(argv)
 
 
-COMMANDS: dict[str, Callable[[list[str]], int]] = {"demo": _demo}
+def _not_built(name: str) -> Callable[[list[str]], int]:
+    def command(argv: list[str]) -> int:
+        print(
+            f"httpstream {name}: not built yet: the {name} role is planned (see DESIGN.md) "
+            "but this version does not include it",
+            file=sys.stderr,
+        )
+        return 2
+
+    return command
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "demo": _demo,
+    "proxy": _not_built("proxy"),
+    "tunnel": _not_built("tunnel"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     args = sys.argv[1:] if argv is None else argv
-    if args and args[0] in ("-h", "--help"):
-        print(USAGE, end="")
-        return 0
-    command = COMMANDS.get(args[0]) if args else None
-    if command is None:
-        if args:
-            print(f"httpstream: unknown command {args[0]!r}", file=sys.stderr)
+    if not args:
         print(USAGE, end="", file=sys.stderr)
         return 2
-    return command(args[1:])
+    command = COMMANDS.get(args[0])
+    if command is not None:
+        return command(args[1:])
+    return request_main(args)
 
 
 if __name__ == "__main__":
