@@ -26,9 +26,10 @@ usage: httpstream [OPTIONS] [METHOD] URL [ITEMS ...]
   URL     send one request and stream the answer (`httpstream --help` for all options)
 
 commands:
-  demo    run the streaming client against a local HTTPS server on 127.0.0.1
-          (large download, line stream, early close and connection reuse);
-          options: [--size MIB] [--lines N] [--interval SECONDS]
+  demo    run the streaming client against a local server on 127.0.0.1 over
+          HTTP/1.1, HTTP/2 and HTTP/3 (large download, SSE feed, NDJSON stream,
+          early close with connection reuse or stream reset);
+          options: [--size MIB] [--h3-size MIB] [--lines N] [--interval SECONDS]
   proxy   not built yet
   tunnel  not built yet
 """
