@@ -443,7 +443,8 @@ class AsyncClient:
                     return response
                 if len(history) >= self.max_redirects:
                     raise TooManyRedirects(
-                        f"exceeded {self.max_redirects} redirects, last to {response.headers.get('location')}"
+                        f"exceeded max_redirects={self.max_redirects} (next hop: {response.headers.get('location')}); "
+                        "raise AsyncClient(max_redirects=...) if the chain is legitimate"
                     )
                 next_request = self._redirect_request(request, response)
             except BaseException:

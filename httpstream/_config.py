@@ -10,6 +10,8 @@ import ssl
 from dataclasses import dataclass, replace
 from typing import Union
 
+from ._exceptions import ConnectError
+
 __all__ = [
     "DEFAULT_LIMITS",
     "DEFAULT_TIMEOUT",
@@ -152,6 +154,11 @@ def create_ssl_context(config: TLSConfig) -> ssl.SSLContext:
 
     A caller-provided SSLContext is used as it is, except that its ALPN list is set
     to what this pool speaks: we must know what we offered to read what was picked.
+
+    The pool builds the context at its first https request, so a CA bundle or a
+    client certificate that cannot be loaded surfaces there: as ``ConnectError``
+    naming the setting and the file, never as a bare ``ssl.SSLError`` or
+    ``FileNotFoundError``.
     """
     verify = config.verify
     if isinstance(verify, ssl.SSLContext):
@@ -166,21 +173,37 @@ def create_ssl_context(config: TLSConfig) -> ssl.SSLContext:
     else:
         path = os.fspath(verify)
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-        if os.path.isdir(path):
-            ctx.load_verify_locations(capath=path)
-        else:
-            ctx.load_verify_locations(cafile=path)
+        try:
+            if os.path.isdir(path):
+                ctx.load_verify_locations(capath=path)
+            else:
+                ctx.load_verify_locations(cafile=path)
+        except OSError as exc:  # ssl.SSLError is an OSError too
+            raise _load_failed("verify", path, exc) from exc
     ctx.set_alpn_protocols(list(config.alpn))
     if not isinstance(verify, ssl.SSLContext):
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        if config.cert is not None:
-            if isinstance(config.cert, str):
-                ctx.load_cert_chain(config.cert)
-            elif len(config.cert) == 2:
-                ctx.load_cert_chain(config.cert[0], config.cert[1])
-            else:
-                ctx.load_cert_chain(config.cert[0], config.cert[1], config.cert[2])
+        cert = config.cert
+        if cert is not None:
+            try:
+                if isinstance(cert, str):
+                    ctx.load_cert_chain(cert)
+                elif len(cert) == 2:
+                    ctx.load_cert_chain(cert[0], cert[1])
+                else:
+                    ctx.load_cert_chain(cert[0], cert[1], cert[2])
+            except OSError as exc:
+                raise _load_failed("cert", cert if isinstance(cert, str) else cert[0], exc) from exc
     return ctx
+
+
+def _load_failed(setting: str, path: str, exc: OSError) -> ConnectError:
+    if isinstance(exc, ssl.SSLError):
+        # OpenSSL's own words are "PEM lib" when the file parses as nothing.
+        reason = exc.reason or "no usable PEM certificate or key in the file"
+    else:
+        reason = exc.strerror or str(exc)
+    return ConnectError(f"TLS set-up failed: cannot load {setting}={path!r}: {reason}")
 
 
 def _load_env_ca(ctx: ssl.SSLContext) -> None:
@@ -188,6 +211,9 @@ def _load_env_ca(ctx: ssl.SSLContext) -> None:
     cafile = os.environ.get("SSL_CERT_FILE")
     capath = os.environ.get("SSL_CERT_DIR")
     if cafile and os.path.isfile(cafile):
-        ctx.load_verify_locations(cafile=cafile)
+        try:
+            ctx.load_verify_locations(cafile=cafile)
+        except OSError as exc:
+            raise _load_failed("SSL_CERT_FILE", cafile, exc) from exc
     if capath and os.path.isdir(capath):
-        ctx.load_verify_locations(capath=capath)
+        ctx.load_verify_locations(capath=capath)  # a directory is only indexed here, read when used

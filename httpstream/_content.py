@@ -284,7 +284,7 @@ class MultipartStream:
     def __init__(self, *, data: DataTypes | None = None, files: FileTypes, boundary: bytes | None = None) -> None:
         if boundary is None:
             boundary = secrets.token_hex(16).encode("ascii")
-        elif not _BOUNDARY.match(boundary):
+        elif not _BOUNDARY.fullmatch(boundary):
             raise LocalProtocolError(f"invalid multipart boundary {boundary!r}: 1 to 70 of A-Z a-z 0-9 ' + _ . -")
         self.boundary = boundary
         self.content_type = b"multipart/form-data; boundary=" + boundary

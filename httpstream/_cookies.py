@@ -129,7 +129,7 @@ class Cookies(MutableMapping[str, str]):
     # -- by name -------------------------------------------------------------------------
     def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
         """Store a cookie; with no domain it is sent to every host."""
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise LocalProtocolError(f"invalid cookie name {name!r}")
         if _BAD_VALUE.search(value):
             raise LocalProtocolError(f"cookie value contains ';' or a control character: {value!r}")

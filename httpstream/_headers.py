@@ -32,13 +32,18 @@ HeaderTypes = Union[
 ]
 
 # RFC 9110 section 5.1: field-name = token.
-_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# fullmatch, never ``$``: ``$`` also matches before a final "\n", which would let
+# "X-Name\n" through and split the header block.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(rb"[\x00\r\n]")
 
 
 def _encode_name(name: HeaderKey) -> bytes:
-    raw = name.encode("latin-1") if isinstance(name, str) else bytes(name)
-    if not _TOKEN.match(raw):
+    try:
+        raw = name.encode("latin-1") if isinstance(name, str) else bytes(name)
+    except UnicodeEncodeError:
+        raise LocalProtocolError(f"invalid header name {name!r}: not a token (not even Latin-1)") from None
+    if not _TOKEN.fullmatch(raw):
         raise LocalProtocolError(f"invalid header name {raw!r}")
     return raw
 
@@ -50,7 +55,10 @@ def encode_header_value(value: str | bytes | int) -> bytes:
         try:
             raw = value.encode("latin-1")
         except UnicodeEncodeError:
-            raw = value.encode("utf-8")
+            try:
+                raw = value.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: no byte form to send
+                raise LocalProtocolError(f"header value {value!r} cannot be encoded (lone surrogate)") from None
     elif isinstance(value, (bytes, bytearray)):
         raw = bytes(value)
     else:
@@ -61,7 +69,14 @@ def encode_header_value(value: str | bytes | int) -> bytes:
 
 
 def _key(name: HeaderKey) -> bytes:
-    return (name.encode("latin-1") if isinstance(name, str) else name).lower()
+    if isinstance(name, bytes):
+        return name.lower()
+    try:
+        return name.encode("latin-1").lower()
+    except UnicodeEncodeError:
+        # Not Latin-1, so not a token: no stored name can equal it.  A NUL is in no
+        # field name either, so this key matches nothing (a lookup finds no field).
+        return b"\0"
 
 
 class Headers(MutableMapping[str, str]):

@@ -48,7 +48,7 @@ __all__ = ["Request", "Response", "RequestContent", "IDEMPOTENT_METHODS"]
 RequestContent = Union[bytes, str, AsyncIterable[bytes], None]
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
-_METHOD = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a token; fullmatch (``$`` lets a final "\n" by)
 
 _REASONS = {
     100: "Continue", 101: "Switching Protocols", 200: "OK", 201: "Created",
@@ -83,7 +83,7 @@ class Request:
     ) -> None:
         if isinstance(method, bytes):
             method = method.decode("ascii", "replace")
-        if not _METHOD.match(method):
+        if not _METHOD.fullmatch(method):
             raise LocalProtocolError(f"invalid HTTP method {method!r}")
         self.method = method.upper()
         self.url = url if isinstance(url, URL) else URL(url)

@@ -206,6 +206,7 @@ async def open_stream(
     target = name or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
     what = target if via is None else f"proxy {via}"  # the peer of the current step, for errors
     raw: asyncio.BaseTransport | None = None
+    handshaking = False  # a TLS handshake is under way: a reset then is the peer refusing it
     try:
         async with asyncio.timeout(timeout):
             peer_host, peer_port = (host, port) if via is None else (via.host, via.port)
@@ -222,7 +223,9 @@ async def open_stream(
                 if via.scheme == "https":
                     if proxy_ssl_context is None:
                         raise ProxyError(f"no TLS settings for proxy {via}")
+                    handshaking = True
                     transport = await _start_tls(loop, transport, handoff, proxy_ssl_context, via.host)
+                    handshaking = False
                     proxy_alpn = transport.get_extra_info("ssl_object").selected_alpn_protocol()
                     if proxy_alpn not in (None, "http/1.1"):
                         raise ProxyError(f"proxy {via} picked {proxy_alpn!r} by ALPN; tunnels need HTTP/1.1")
@@ -236,6 +239,7 @@ async def open_stream(
             if ssl_context is not None:
                 # TLS is started on a TCP transport we hold, so a failed or
                 # cancelled handshake can never leave the socket behind.
+                handshaking = True
                 transport = await _start_tls(loop, transport, handoff, ssl_context, server_hostname or host)
     except BaseException as exc:
         if isinstance(raw, asyncio.Transport):
@@ -249,12 +253,24 @@ async def open_stream(
             reason = exc.verify_message or exc.reason or str(exc)
             raise ConnectError(f"TLS certificate of {what} refused: {reason}") from exc
         if isinstance(exc, ssl.SSLError):
-            raise ConnectError(f"TLS handshake with {what} failed: {exc.reason or exc}") from exc
+            reason = exc.reason or str(exc)
+            hint = _TLS_HINTS.get(reason)
+            detail = f"{reason} ({hint})" if hint else reason
+            raise ConnectError(f"TLS handshake with {what} failed: {detail}") from exc
         if isinstance(exc, socket.gaierror):
             name = host if via is None else via.host
             raise ConnectError(f"cannot resolve {name!r}: {exc.strerror}") from exc
         if isinstance(exc, OSError):
             reason = exc.strerror or str(exc) or type(exc).__name__
+            if handshaking:
+                # OpenSSL got no alert: the server dropped the connection instead
+                # (what servers do when they share no TLS version or want a client
+                # certificate), so say it happened in the handshake.
+                detail = f" ({exc.strerror})" if exc.strerror else ""
+                raise ConnectError(
+                    f"TLS handshake with {what} failed: the server closed the connection{detail}; "
+                    "it may not support TLS 1.2 or later, or may want a client certificate (cert=...)"
+                ) from exc
             raise ConnectError(f"cannot connect to {what}: {reason}") from exc
         raise
     assert isinstance(transport, asyncio.Transport)
@@ -269,6 +285,19 @@ async def open_stream(
             alpn = ssl_object.selected_alpn_protocol()
     peer = transport.get_extra_info("peername")
     return Connected(transport, handoff, alpn, peer[:2] if peer else None)
+
+
+# OpenSSL's reason codes for the handshake failures people meet most, and what
+# they mean in practice; the code itself stays in the message for searching.
+_TLS_HINTS = {
+    "WRONG_VERSION_NUMBER": "the server did not answer in TLS; if it speaks plain HTTP, use an http:// URL",
+    "UNSUPPORTED_PROTOCOL": "no TLS version in common; httpstream's own contexts require TLS 1.2 or later",
+    "TLSV1_ALERT_PROTOCOL_VERSION": "no TLS version in common; httpstream's own contexts require TLS 1.2 or later",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": "the server refused the handshake: no cipher suite in common, "
+    "or it wants a client certificate (cert=...)",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "the server wants a client certificate (cert=...)",
+    "UNEXPECTED_EOF_WHILE_READING": "the server closed the connection during the handshake",
+}
 
 
 async def _start_tls(

@@ -23,7 +23,7 @@ __all__ = ["URL", "Origin", "QueryParamTypes", "merge_params"]
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # spaces are percent-encoded, controls refused
-_HOST_OK = re.compile(r"^[a-z0-9.\-_]+$")
+_HOST_OK = re.compile(r"[a-z0-9.\-_]+")  # used with fullmatch: ``$`` would let a final "\n" by
 # RFC 3986 section 3.3: pchar plus "/" and "%" (keep existing escapes as they are).
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 _QUERY_SAFE = _PATH_SAFE + "?"
@@ -47,6 +47,17 @@ class Origin(NamedTuple):
         return f"{self.scheme}://{host}:{self.port}"
 
 
+def _require_utf8(text: str, what: str) -> str:
+    """``text`` itself, if it has a UTF-8 form: a lone surrogate (U+D800..U+DFFF) has
+    none, so it can be neither percent-encoded nor sent."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidURL(f"{what} {text!r} holds a lone surrogate ({exc.reason}); it has no UTF-8 form") from None
+    return text
+
+
 def _encode_host(host: str, url: str) -> str:
     if not host:
         raise InvalidURL(f"URL has no host: {url!r}")
@@ -59,10 +70,18 @@ def _encode_host(host: str, url: str) -> str:
             raise InvalidURL(f"invalid IPv6 host in URL {url!r}: {exc}") from None
     if host.isascii():
         lowered = host.lower()
-        if _HOST_OK.match(lowered):
-            return lowered
-        if not lowered.startswith("xn--") and "%" not in lowered:
+        if not _HOST_OK.fullmatch(lowered):
             raise InvalidURL(f"invalid character in host {host!r} of URL {url!r}")
+        # RFC 5890 section 2.3.2.1: a label that starts with "xn--" must be a
+        # valid A-label.  A fake one (bad Punycode, or Punycode for a code point
+        # IDNA disallows) is refused here rather than sent to DNS and SNI as is.
+        for label in lowered.split("."):
+            if label.startswith("xn--"):
+                try:
+                    idna.decode(label)
+                except (idna.IDNAError, UnicodeError) as exc:
+                    raise InvalidURL(f"invalid host {host!r} in URL {url!r}: {exc}") from None
+        return lowered
     try:
         return idna.encode(host, uts46=True).decode("ascii")
     except idna.IDNAError as exc:
@@ -95,6 +114,7 @@ class URL:
             return
         if _CONTROL.search(url.strip(" ")):
             raise InvalidURL(f"URL contains a control character (CR, LF, NUL...): {url!r}")
+        _require_utf8(url, "URL")
         try:
             parts = urlsplit(url.strip(" "))
             port = parts.port
@@ -152,12 +172,19 @@ class URL:
     # -- building new URLs -----------------------------------------------------
     def join(self, other: str | URL) -> URL:
         """Resolve a reference against this URL (RFC 3986 section 5)."""
-        return URL(urljoin(str(self), str(other)))
+        # Spaces around the reference are dropped first, as URL() drops them
+        # (WHATWG URL parsing strips them too), so join(" //h/") is join("//h/").
+        reference = other.strip(" ") if isinstance(other, str) else str(other)
+        try:
+            joined = urljoin(str(self), reference)
+        except ValueError as exc:  # urljoin splits both, and refuses a bad bracketed host
+            raise InvalidURL(f"cannot join {reference!r} to {str(self)!r}: {exc}") from None
+        return URL(joined)
 
     def copy_with(self, *, query: str | None = None, fragment: str | None = None) -> URL:
         new = URL(self)
         if query is not None:
-            new.query = quote(query, safe=_QUERY_SAFE)
+            new.query = quote(_require_utf8(query, "query"), safe=_QUERY_SAFE)
         if fragment is not None:
             new.fragment = fragment
         new._str = None
@@ -170,12 +197,18 @@ class URL:
 
     def __str__(self) -> str:
         if self._str is None:
-            text = f"{self.scheme}://" if self.scheme else ""
-            if self.host or self.scheme:
-                if self.userinfo:
-                    text += self.userinfo + "@"
-                text += self.netloc
-            text += self.path or ("/" if self.host else "")
+            # RFC 3986 section 5.3: "//" only before an authority.  Without a host,
+            # "//" would turn the path ("http:foo") or its first segment ("////x")
+            # into a host when the text is parsed again; an empty authority keeps
+            # a path that starts with "/" a path.
+            text = f"{self.scheme}:" if self.scheme else ""
+            path = self.path
+            if self.host:
+                text += "//" + (self.userinfo + "@" if self.userinfo else "") + self.netloc
+                path = path or "/"
+            elif path.startswith("//") or (self.scheme and path.startswith("/")):
+                text += "//"
+            text += path
             if self.query:
                 text += "?" + self.query
             if self.fragment:
@@ -228,7 +261,11 @@ def _primitive(value: object) -> str:
 
 def merge_params(query: str, params: QueryParamTypes) -> str:
     """Append ``params`` to an existing (encoded) query string."""
-    extra = urlencode(_param_pairs(params))
+    pairs = _param_pairs(params)
+    for key, value in pairs:
+        _require_utf8(key, "query parameter name")
+        _require_utf8(value, "query parameter value")
+    extra = urlencode(pairs)
     if not extra:
         return query
     return f"{query}&{extra}" if query else extra

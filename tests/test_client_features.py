@@ -116,7 +116,7 @@ async def test_307_with_a_streamed_body_is_refused_clearly(app_server: Hypercorn
 
 async def test_too_many_redirects_and_per_request_follow(app_server: HypercornServer) -> None:
     async with httpstream.AsyncClient(follow_redirects=True, max_redirects=3) as client:
-        with pytest.raises(httpstream.TooManyRedirects, match="exceeded 3 redirects"):
+        with pytest.raises(httpstream.TooManyRedirects, match="exceeded max_redirects=3"):
             await client.get(app_server.url("/redirect/5"))
         r = await client.get(app_server.url("/redirect/3"))
         assert r.status_code == 200 and len(r.history) == 3
