@@ -19,6 +19,10 @@ raised (a test that expects none asserts ``errors == []``).
 A GOAWAY that lets lower streams finish is written as a raw frame: h2's own
 ``close_connection`` moves its state machine to CLOSED, after which it refuses
 to send anything, which is not what a gracefully shutting-down server does.
+
+``H2CutServer`` is the byte-exact truncator: it builds its whole answer to a
+request at once and sends only the first k bytes of it before ending the
+connection (tests/test_faults_h2.py walks k over every offset).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import h2.exceptions
 import h2.settings
 from hyperframe.frame import GoAwayFrame
 
-__all__ = ["H2FaultServer", "H2ServerConnection", "ServerStream"]
+__all__ = ["H2CutServer", "H2FaultServer", "H2ServerConnection", "ServerStream"]
 
 
 class ServerStream:
@@ -380,4 +384,107 @@ class H2FaultServer:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+
+
+# -- every-offset truncation ------------------------------------------------------------------------
+
+Script = Callable[[h2.connection.H2Connection, int], None]
+
+
+class _CutConnection(asyncio.Protocol):
+    """One connection of ``H2CutServer``: the first request gets the first k bytes of the script."""
+
+    def __init__(self, server: H2CutServer) -> None:
+        self.server = server
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        self.h2 = h2.connection.H2Connection(config=config)
+        self.transport: asyncio.Transport | None = None
+        self.paths: dict[int, bytes] = {}
+        self.answered = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.server.live.add(self)
+        # Queued in h2, not written: the server preface is the start of the script.
+        self.h2.initiate_connection()
+
+    def data_received(self, data: bytes) -> None:
+        if self.answered:
+            return  # what the client sends after the cut (SETTINGS ACK, GOAWAY) is ignored
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self.server.errors.append(exc)
+            self.answered = True
+            self._cut(b"")
+            return
+        for event in events:
+            if isinstance(event, h2.events.RequestReceived):
+                self.paths[event.stream_id or 0] = dict(event.headers or []).get(b":path", b"")
+            elif isinstance(event, h2.events.StreamEnded):
+                self.answered = True
+                stream_id = event.stream_id or 0
+                cut = int(self.paths[stream_id].rsplit(b"/", 1)[-1])
+                self.server.script(self.h2, stream_id)
+                whole = self.h2.data_to_send()
+                self.server.lengths.add(len(whole))
+                self._cut(whole[:cut])
+                return
+
+    def _cut(self, data: bytes) -> None:
+        transport = self.transport
+        assert transport is not None
+        transport.write(data)
+        if transport.can_write_eof():
+            # FIN, and go on reading: closing with the client's later bytes unread
+            # would answer them with a RST, which may cost the client bytes it
+            # has not read yet, and the cut must fall exactly after byte k.
+            transport.write_eof()
+        else:
+            transport.close()  # TLS: close_notify, an end that looks clean
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.live.discard(self)
+
+
+class H2CutServer:
+    """HTTP/2 server that sends the first k bytes of a scripted answer, then ends the connection.
+
+    Nothing is written before the client's request is complete; then the whole
+    answer is built at once by ``script(h2_connection, stream_id)`` (the server
+    preface and SETTINGS that h2 queued, the SETTINGS ACK, then whatever the
+    script sends: HEADERS, DATA with or without padding, trailers).  The request
+    path ends in k (``/cut/123``), so one server serves every offset; ``lengths``
+    collects the length of every full answer it built (the test checks that it is
+    one number, so that every k really fell inside the same bytes).
+    """
+
+    def __init__(self, script: Script, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.script = script
+        self._ssl = ssl_context
+        self.port = 0
+        self.lengths: set[int] = set()
+        self.errors: list[BaseException] = []
+        self.live: set[_CutConnection] = set()
+        self._server: asyncio.Server | None = None
+
+    def url(self, cut: int) -> str:
+        scheme = "https" if self._ssl else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/cut/{cut}"
+
+    async def __aenter__(self) -> H2CutServer:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _CutConnection(self), "127.0.0.1", 0, ssl=self._ssl)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for conn in list(self.live):
+            if conn.transport is not None:
+                conn.transport.abort()
         await self._server.wait_closed()

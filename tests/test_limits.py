@@ -101,23 +101,12 @@ async def settled(client: httpstream.AsyncClient) -> httpstream.PoolStats:
 
 
 # -- response heads --------------------------------------------------------------------------------
-def _named_elsewhere(module: str, knob: str) -> pytest.MarkDecorator:
-    """The message comes from a module these tests do not own and does not name its
-    knob yet; strict, so the mark has to go once the message is fixed.  Every such
-    test checks the message last, so the rest of it runs (``--runxfail`` shows it)."""
-    return pytest.mark.xfail(strict=True, reason=f"{module}: the message must name {knob}")
-
-
 def assert_names_knob(message: str, knob: str, value: int) -> None:
     """The error names the setting to raise and the value in force."""
     assert knob in message and str(value) in message, f"{knob}={value} not named in: {message}"
 
 
-HEAD_PROTOCOLS = [
-    pytest.param("HTTP/1.1"),
-    pytest.param("HTTP/2", marks=_named_elsewhere("httpstream/_h2/_protocol.py", "Limits.max_header_*")),
-    pytest.param("HTTP/3", marks=_named_elsewhere("httpstream/_h3/_protocol.py", "Limits.max_header_*")),
-]
+HEAD_PROTOCOLS = ["HTTP/1.1", "HTTP/2", "HTTP/3"]
 
 
 @pytest.mark.parametrize("protocol", HEAD_PROTOCOLS)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import h2.config
@@ -41,6 +41,7 @@ import h2.events
 import h2.exceptions
 import h2.frame_buffer
 import h2.settings
+import h2.stream
 import hyperframe.frame
 
 from .._config import Limits
@@ -84,13 +85,33 @@ class _FrameBuffer(h2.frame_buffer.FrameBuffer):
         return frame
 
 
+class _StreamWithoutLengthChecks(h2.stream.H2Stream):
+    """h2's stream minus its Content-Length checks, which ``H2Protocol`` makes per stream.
+
+    RFC 9113 section 8.1.1: a malformed response (a body longer or shorter than
+    its Content-Length, DATA on a response to HEAD, a Content-Length that is not
+    a number) is a *stream* error.  h2 raises these as connection errors, which
+    would fail every other stream in flight on the connection and close it for
+    one bad response.  ``H2Protocol`` checks them itself (``_head``,
+    ``_feed_pending``, ``StreamEnded``) and resets only the stream at fault.
+    """
+
+    def _initialize_content_length(self, headers: Iterable[Any]) -> None:
+        self._expected_content_length = None
+
+    def _track_content_length(self, length: int, end_stream: bool) -> None:
+        return None
+
+
 class _H2Connection(h2.connection.H2Connection):
-    """h2's connection, except that GOAWAY does not end the streams it lets finish.
+    """h2's connection, with two rule changes for a client.
 
     RFC 9113 section 6.8: after GOAWAY the server still completes the streams up
     to its last stream id.  h2 moves its whole connection to CLOSED on GOAWAY and
     then refuses the HEADERS and DATA of exactly those streams, so the connection
     is kept open here; no new stream is opened on it (``H2Protocol.goaway``).
+
+    Content-Length is checked per stream, not by h2 (``_StreamWithoutLengthChecks``).
     """
 
     def __init__(self, config: h2.config.H2Configuration) -> None:
@@ -98,19 +119,10 @@ class _H2Connection(h2.connection.H2Connection):
         self.incoming_buffer = _FrameBuffer(server=False)
         self._frame_dispatch_table[_QuietDataFrame] = self._receive_data_frame
 
-    def _receive_headers_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
-        frames, events = super()._receive_headers_frame(frame)
-        for event in events:
-            if isinstance(event, h2.events.ResponseReceived):
-                status = next((v for n, v in event.headers or [] if n == b":status"), b"")
-                if status in (b"204", b"304"):
-                    # RFC 9110 sections 8.6 and 15.4.5: Content-Length may describe
-                    # the resource here; the body is empty whatever it says.  h2
-                    # would hold the empty body against it as a connection error.
-                    stream = self.streams.get(frame.stream_id)
-                    if stream is not None:
-                        stream._expected_content_length = 0
-        return frames, events
+    def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> h2.stream.H2Stream:
+        stream = super()._begin_new_stream(stream_id, allowed_ids)
+        stream.__class__ = _StreamWithoutLengthChecks
+        return stream
 
     def _receive_goaway_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
         state = self.state_machine.state
@@ -139,9 +151,11 @@ class H2Stream:
         "unacked",
         "expected_length",
         "continue_waiter",
+        "no_body",
     )
 
     def __init__(self, stream_id: int, method: str, read_timeout: float | None) -> None:
+        self.no_body = False  # HEAD, 204, 304: any DATA makes the response malformed
         self.unacked = 0  # consumed bytes not yet acknowledged to h2
         self.expected_length: int | None = None  # Content-Length of the response, to check the body against
         self.stream_id = stream_id
@@ -252,7 +266,15 @@ class H2Protocol(asyncio.Protocol):
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             self.flush()  # h2 queued a GOAWAY that says why
-            error = RemoteProtocolError(f"HTTP/2 protocol error from the server: {exc}")
+            if "Oversized header block" in str(exc):
+                # hpack refuses a header list above the size we announced; the
+                # HPACK state is lost with it, so the whole connection goes.
+                error = RemoteProtocolError(
+                    f"HTTP/2 response head larger than the limit of {self._limits.max_header_bytes} bytes "
+                    f"(Limits.max_header_bytes; raise it if this server is trusted): {exc}"
+                )
+            else:
+                error = RemoteProtocolError(f"HTTP/2 protocol error from the server: {exc}")
             error.__cause__ = exc
             self.connection_error(error)
             return
@@ -299,7 +321,9 @@ class H2Protocol(asyncio.Protocol):
                     self._fail(
                         stream,
                         RemoteProtocolError(
-                            f"HTTP/2 stream {stream_id} sent more body bytes than its Content-Length ({expected})"
+                            f"HTTP/2 response to HEAD (or a 204/304) on stream {stream_id} carried a body"
+                            if stream.no_body
+                            else f"HTTP/2 stream {stream_id} sent more body bytes than its Content-Length ({expected})"
                         ),
                     )
         pending.clear()
@@ -458,14 +482,19 @@ class H2Protocol(asyncio.Protocol):
                     stream, RemoteProtocolError(f"invalid Content-Length in HTTP/2 response: {sorted(lengths)!r}")
                 )
                 return
-            if stream.method != "HEAD" and status not in (204, 304):
-                stream.expected_length = int(next(iter(lengths)))
+            stream.expected_length = int(next(iter(lengths)))
+        if stream.method == "HEAD" or status in (204, 304):
+            # RFC 9110 sections 9.3.2, 15.3.5 and 15.4.5: no body, whatever a
+            # Content-Length says (it may describe the resource).
+            stream.no_body = True
+            stream.expected_length = 0
         if len(fields) > self._limits.max_header_count:
             self._reset(stream, h2.errors.ErrorCodes.REFUSED_STREAM)
             self._fail(
                 stream,
                 RemoteProtocolError(
-                    f"response has {len(fields)} header fields, more than the limit of {self._limits.max_header_count}"
+                    f"response has {len(fields)} header fields, more than the limit of "
+                    f"{self._limits.max_header_count} (Limits.max_header_count)"
                 ),
             )
             return
@@ -515,15 +544,27 @@ class H2Protocol(asyncio.Protocol):
         self.flush()
 
     async def send_body(self, stream: H2Stream, data: bytes, write_timeout: float | None) -> None:
-        """Send ``data`` as the peer's stream and connection windows allow."""
+        """Send ``data`` as the peer's stream and connection windows allow.
+
+        The write timeout for window runs from the moment this stream ran out of
+        it: waiters are woken by anything that might free window (WINDOW_UPDATE,
+        SETTINGS, any stream ending), and a timeout re-armed per wake-up would
+        never fire while other streams keep ending.
+        """
         view = memoryview(data)
+        deadline: float | None = None
         while view:
             if stream.closed or stream.ended:
                 return  # reset, failed, or the server already answered
             window = min(self.h2.local_flow_control_window(stream.stream_id), self.h2.max_outbound_frame_size)
             if window <= 0:
-                await self._wait(self._window_waiters, write_timeout, "the server granted no flow-control window")
+                if deadline is None and write_timeout is not None:
+                    deadline = self._loop.time() + write_timeout
+                await self._wait(
+                    self._window_waiters, write_timeout, "the server granted no flow-control window", deadline
+                )
                 continue
+            deadline = None
             piece = bytes(view[:window])
             view = view[window:]
             self.h2.send_data(stream.stream_id, piece)
@@ -706,14 +747,18 @@ class H2Protocol(asyncio.Protocol):
                 if timer is not None:
                     timer.cancel()
 
-    async def _wait(self, queue: list[asyncio.Future[None]], timeout: float | None, what: str) -> None:
+    async def _wait(
+        self, queue: list[asyncio.Future[None]], timeout: float | None, what: str, deadline: float | None = None
+    ) -> None:
+        """Wait for a wake-up on ``queue``; WriteTimeout at ``deadline`` (default: ``timeout`` from now)."""
         if self.lost:
             raise WriteError("HTTP/2 connection lost while sending the request")
         waiter = self._loop.create_future()
         queue.append(waiter)
         timer = None
         if timeout is not None:
-            timer = self._loop.call_later(timeout, _expire_write, waiter, timeout, what)
+            when = self._loop.time() + timeout if deadline is None else deadline
+            timer = self._loop.call_at(when, _expire_write, waiter, timeout, what)
         try:
             await waiter
         finally:

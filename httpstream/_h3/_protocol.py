@@ -268,7 +268,8 @@ class H3Protocol:
                     self._abort(
                         stream,
                         RemoteProtocolError(
-                            f"HTTP/3 response head larger than the limit of {self._limits.max_header_bytes} bytes"
+                            f"HTTP/3 response head larger than the limit of {self._limits.max_header_bytes} bytes "
+                            "(Limits.max_header_bytes)"
                         ),
                         ErrorCode.H3_EXCESSIVE_LOAD,
                     )
@@ -365,7 +366,8 @@ class H3Protocol:
                 stream,
                 RemoteProtocolError(
                     f"HTTP/3 header section too large ({len(fields)} fields, {size} bytes; limits "
-                    f"{limits.max_header_count} fields, {limits.max_header_bytes} bytes)"
+                    f"Limits.max_header_count={limits.max_header_count}, "
+                    f"Limits.max_header_bytes={limits.max_header_bytes})"
                 ),
                 ErrorCode.H3_EXCESSIVE_LOAD,
             )
@@ -435,14 +437,27 @@ class H3Protocol:
         self.transmit()
 
     async def send_body(self, stream: H3Stream, data: bytes, write_timeout: float | None) -> None:
+        """Hand ``data`` to QUIC; wait while too much of the stream is unacknowledged.
+
+        The write timeout runs from the last *progress* (the peer acknowledged
+        some of the stream), not from the last wake-up: every transmit wakes the
+        waiter, and on a dead path loss-probe timers keep transmitting, so a
+        timeout re-armed per wake-up would stretch with their backoff.
+        """
         if stream.closed or stream.ended:
             return
         self.h3.send_data(stream.stream_id, data, end_stream=False)
         self.transmit()
-        while self._unacked(stream) > _UPLOAD_BUFFER:
+        unacked = self._unacked(stream)
+        deadline = None if write_timeout is None else self._loop.time() + write_timeout
+        while unacked > _UPLOAD_BUFFER:
             if stream.closed or stream.ended or self.terminated:
                 return
-            await self._wait_send(write_timeout)
+            await self._wait_send(deadline, write_timeout)
+            now_unacked = self._unacked(stream)
+            if now_unacked < unacked and write_timeout is not None:
+                deadline = self._loop.time() + write_timeout
+            unacked = now_unacked
 
     def end_request(self, stream: H3Stream) -> None:
         if stream.closed or stream.request_done:
@@ -458,13 +473,14 @@ class H3Protocol:
         quic_stream = self.quic._streams.get(stream.stream_id)
         return len(quic_stream.sender._buffer) if quic_stream is not None else 0
 
-    async def _wait_send(self, timeout: float | None) -> None:
+    async def _wait_send(self, deadline: float | None, timeout: float | None) -> None:
+        """Wait for the next transmit (or the stream's end); WriteTimeout at ``deadline``."""
         waiter = self._loop.create_future()
         self._send_waiters.append(waiter)
         timer = None
-        if timeout is not None:
-            timer = self._loop.call_later(
-                timeout,
+        if deadline is not None:
+            timer = self._loop.call_at(
+                deadline,
                 _expire,
                 waiter,
                 WriteTimeout(f"the server acknowledged no request data for {timeout:g} s (write timeout)"),
