@@ -143,6 +143,11 @@ class BodyBuffer:
 
     # -- consumer side (the caller) -------------------------------------------
     @property
+    def failed(self) -> bool:
+        """True once a read error (timeout, reset, truncation) was fed in."""
+        return self._error is not None
+
+    @property
     def at_eof(self) -> bool:
         """True when every byte was fed and handed out."""
         return self.eof and not self._chunks
@@ -185,6 +190,10 @@ class BodyBuffer:
             timer = self._loop.call_later(self.read_timeout, _expire, waiter, self.read_timeout)
         try:
             await waiter
+        except ReadTimeout as exc:
+            if self._error is None:
+                self._error = exc  # the body failed: its release must not wait for the rest
+            raise
         finally:
             self._waiter = None
             if timer is not None:

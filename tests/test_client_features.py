@@ -363,3 +363,22 @@ def test_debug_leaks_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("HTTPSTREAM_DEBUG_LEAKS", "0")
     assert not httpstream.AsyncClient(transport=httpstream.ConnectionPool()).debug_leaks
     assert httpstream.AsyncClient(transport=httpstream.ConnectionPool(), debug_leaks=True).debug_leaks
+
+
+async def test_a_body_that_timed_out_is_closed_not_drained() -> None:
+    """A read timeout mid-body with a small remainder: the stalled server gets no drain."""
+    from tests.servers import FaultServer, read_request
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+        await writer.drain()
+        await asyncio.sleep(30)
+
+    async with FaultServer(handler) as fault, httpstream.AsyncClient(timeout=httpstream.Timeout(read=0.3)) as client:
+        with pytest.raises(httpstream.ReadTimeout):
+            async with client.stream("GET", fault.url("/")) as r:
+                async for _ in r.aiter_raw():
+                    pass
+        stats = client.transport.stats()  # type: ignore[attr-defined]
+        assert stats.draining == 0 and stats.in_use == 0, stats

@@ -266,6 +266,9 @@ class HTTP11Connection:
             and ex.request_sent
             and self.state == ACTIVE
             and self.protocol.is_usable
+            # A body that failed (a read timeout on a stalled server) is not
+            # worth draining: the rest is unlikely to come within the deadline.
+            and not (ex.buffer is not None and ex.buffer.failed)
         ):
             self.state = DRAINING
             self.protocol.begin_drain(ex)

@@ -7,18 +7,26 @@ is no reader task.  One ``Exchange`` (request + response) is in flight at a time
 It moves through the modes
 
     HEAD ──> DIRECT (Content-Length or close-delimited body) ──> DONE
-         └─> CHUNKED (h11 parses the framing) ────────────────> DONE
+         └─> CHUNKED (ChunkedBody reads the framing) ─────────> DONE
 
-h11 parses every response head and chunked framing: its head reader
-(status line and header fields, with obs-fold unfolding and the Content-Length /
-Transfer-Encoding checks against smuggling) and its chunked reader run on a
-ReceiveBuffer of ours.  We do not run h11's connection state machine: it would
-cost more than the parsing (a request event to build and check, state
-transitions on every event) and we decide framing and keep-alive ourselves, as
-RFC 9112 says (sections 6.3 and 9.3): HTTP/1.1, no ``Connection: close``, a body
-whose end was known from its framing, no bytes beyond it, the request fully
-sent.  These h11 readers are not public API, so h11 is pinned to its 0.16 line
+h11 parses every response head and trailer section: its head reader (status
+line and header fields, with obs-fold unfolding and the Content-Length /
+Transfer-Encoding checks against smuggling) and its trailer reader run on a
+ReceiveBuffer of ours.  The chunk framing itself (size lines, data, CRLFs) is
+read by ``ChunkedBody`` below, because h11's chunk-size rule refuses the
+whitespace RFC 9112 allows before a chunk extension.  We do not run h11's
+connection state machine: it would cost more than the parsing (a request event
+to build and check, state transitions on every event) and we decide framing
+and keep-alive ourselves, as RFC 9112 says (sections 6.3 and 9.3): HTTP/1.1, no
+``Connection: close``, a body whose end was known from its framing, no bytes
+beyond it, the request fully sent.  These h11 readers are not public API, so h11 is pinned to its 0.16 line
 and tests/test_units.py checks that they are there.
+
+Line endings (RFC 9112 section 2.2): a head or trailer line ending in a bare LF
+is accepted, as that section allows a recipient to and as h11 does; the chunk
+framing lines must end in CRLF (section 7.1 has no such allowance, and a
+lenient chunk parser is a classic request-smuggling disagreement).  A bare CR
+is refused everywhere.
 
 A body framed by Content-Length (or by the close of the connection) bypasses
 h11: the bytes that ``data_received`` gets are counted and passed to the body
@@ -32,12 +40,16 @@ pause/resume reading the socket; on the write side ``pause_writing`` /
 Errors are converted here, where h11 is called: h11's ``ProtocolError`` becomes
 our ``RemoteProtocolError``; a connection lost mid-message becomes
 ``RemoteProtocolError`` (clean close) or ``ReadError`` (reset) on whoever waits,
-so a short body is never presented as complete.
+so a short body is never presented as complete.  Over TLS, a body delimited by
+the close counts as complete only when close_notify came first (RFC 9112
+section 9.8; see ``eof_received``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+import ssl
 from collections.abc import Callable
 from typing import Final
 
@@ -108,7 +120,7 @@ class Exchange:
     def __init__(self, method: str, *, reused: bool, read_timeout: float | None, max_header_bytes: int) -> None:
         self.method = method
         self.buf = ReceiveBuffer()
-        self.chunked: ChunkedReader | None = None
+        self.chunked: ChunkedBody | None = None
         self.mode = HEAD
         self.head_waiter: asyncio.Future[tuple[ResponseHead, BodyBuffer]] = (
             asyncio.get_running_loop().create_future()
@@ -136,6 +148,87 @@ class Exchange:
         return self.mode == DONE
 
 
+# RFC 9112 section 7.1: chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF, with
+#   chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+# BWS may precede the first ";" and "a recipient MUST parse for such bad
+# whitespace" (RFC 9110 section 5.6.3).  Extensions carry nothing we use, so,
+# as h11 does, anything after the ";" up to the CRLF is skipped.  16 hex digits
+# cap a chunk at 2**64 - 1 bytes.
+_CHUNK_HEADER: Final = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r\n")
+
+
+class ChunkedBody:
+    """Incremental reader of a chunked body: data pieces, then the end with its trailers.
+
+    Called with the connection's ReceiveBuffer whenever bytes arrive; returns
+    the next piece of body data (bytes), the end of the message (an
+    ``h11.EndOfMessage`` carrying the trailer fields), or None when more bytes
+    are needed.  Malformed framing raises ``RemoteProtocolError``, and so does a
+    chunk-size line or trailer section longer than ``max_bytes`` (the protocol
+    caps them while they are incomplete; this caps them once complete, as a
+    line that ends within one read could otherwise be of any length).
+    """
+
+    __slots__ = ("_max_bytes", "_left", "_crlf", "_trailers")
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._left = 0  # bytes of the current chunk still to come
+        self._crlf = False  # the CRLF after a chunk's data is due
+        self._trailers: ChunkedReader | None = None
+
+    def __call__(self, buf: ReceiveBuffer) -> bytes | h11.EndOfMessage | None:
+        if self._trailers is not None:
+            return self._trailer_section(buf)
+        if self._crlf:
+            if len(buf) < 2:
+                return None
+            end = bytes(buf.maybe_extract_at_most(2) or b"")
+            if end != b"\r\n":
+                raise RemoteProtocolError(f"malformed chunked body: chunk data not followed by CRLF ({end!r})")
+            self._crlf = False
+        if self._left == 0:
+            line = buf.maybe_extract_next_line()
+            if line is None:
+                return None
+            if len(line) > self._max_bytes:
+                raise RemoteProtocolError(
+                    f"chunk header line of {len(line)} bytes is longer than the limit of {self._max_bytes} bytes "
+                    "(Limits.max_header_bytes)"
+                )
+            match = _CHUNK_HEADER.fullmatch(line)
+            if match is None:
+                raise RemoteProtocolError(f"malformed chunked body: illegal chunk header {bytes(line[:100])!r}")
+            self._left = int(match[1], 16)
+            if self._left == 0:
+                # The last chunk: a trailer section follows (section 7.1.2), a
+                # field section that h11's reader parses as it does a head.
+                trailers = ChunkedReader()
+                primer = ReceiveBuffer()
+                primer += b"0\r\n"
+                trailers(primer)  # reads the last-chunk line: now it expects the trailers
+                self._trailers = trailers
+                return self._trailer_section(buf)
+        data = buf.maybe_extract_at_most(self._left)
+        if data is None:
+            return None
+        self._left -= len(data)
+        self._crlf = self._left == 0
+        return bytes(data)
+
+    def _trailer_section(self, buf: ReceiveBuffer) -> h11.EndOfMessage | None:
+        assert self._trailers is not None
+        before = len(buf)
+        event = self._trailers(buf)
+        assert event is None or type(event) is h11.EndOfMessage
+        if event is not None and before - len(buf) > self._max_bytes:
+            raise RemoteProtocolError(
+                f"trailer section of {before - len(buf)} bytes is larger than the limit of {self._max_bytes} bytes "
+                "(Limits.max_header_bytes)"
+            )
+        return event
+
+
 class H1Protocol(asyncio.Protocol):
     """Bytes in, events out, for one HTTP/1.1 connection."""
 
@@ -157,6 +250,7 @@ class H1Protocol(asyncio.Protocol):
         # so a TLS close_notify exchange finishes before the caller moves on.
         self.lost_future: asyncio.Future[None] = self._loop.create_future()
         self.eof = False
+        self._tls_truncated = False  # TLS ended by a bare FIN, no close_notify (see eof_received)
         self._reading_paused = False
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -184,7 +278,31 @@ class H1Protocol(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         self.eof = True
+        self._tls_truncated = self._closed_without_close_notify()
         return None  # let the transport close; connection_lost settles the exchange
+
+    def _closed_without_close_notify(self) -> bool:
+        """Was this TLS connection cut by a bare TCP FIN, with no closure alert?
+
+        RFC 9112 section 9.8: a body delimited by the close of the connection is
+        complete only if a valid closure alert was received; otherwise anyone on
+        the path can truncate it.  asyncio reports both ends the same way
+        (``eof_received``, then ``connection_lost(None)``), so the TLS object is
+        asked: after close_notify a read returns b"" (a clean end of the TLS
+        stream); after a bare FIN it still wants bytes that will never come.
+        asyncio has read every record before reporting the end, so the loop
+        below finds no data; any it did find would be handed on, not lost.
+        """
+        transport = self.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        if ssl_object is None:
+            return False
+        try:
+            while data := ssl_object.read(65536):
+                self.data_received(data)
+        except ssl.SSLError:
+            return True
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -195,7 +313,7 @@ class H1Protocol(asyncio.Protocol):
             waiter.set_exception(WriteError(f"connection lost while sending the request: {exc or 'closed'}"))
         ex = self.exchange
         if ex is not None and not ex.done:
-            if ex.mode == DIRECT and ex.remaining is None and exc is None:
+            if ex.mode == DIRECT and ex.remaining is None and exc is None and not self._tls_truncated:
                 self._complete(ex)  # a close-delimited body ends with the close
             else:
                 self._fail(ex, self._lost_error(ex, exc))
@@ -305,7 +423,8 @@ class H1Protocol(asyncio.Protocol):
                 if event is None:
                     if len(buf) > limits.max_header_bytes:
                         raise RemoteProtocolError(
-                            f"response head is larger than the limit of {limits.max_header_bytes} bytes"
+                            f"response head is larger than the limit of {limits.max_header_bytes} bytes "
+                            "(Limits.max_header_bytes)"
                         )
                     return
                 if type(event) is h11.Response:
@@ -332,7 +451,8 @@ class H1Protocol(asyncio.Protocol):
             self._fail(
                 ex,
                 RemoteProtocolError(
-                    f"response head of {head_size} bytes is larger than the limit of {limits.max_header_bytes} bytes"
+                    f"response head of {head_size} bytes is larger than the limit of {limits.max_header_bytes} bytes "
+                    "(Limits.max_header_bytes)"
                 ),
             )
             return
@@ -343,7 +463,8 @@ class H1Protocol(asyncio.Protocol):
             self._fail(
                 ex,
                 RemoteProtocolError(
-                    f"response has {len(fields)} header fields, more than the limit of {limits.max_header_count}"
+                    f"response has {len(fields)} header fields, more than the limit of {limits.max_header_count} "
+                    "(Limits.max_header_count)"
                 ),
             )
             return
@@ -398,7 +519,7 @@ class H1Protocol(asyncio.Protocol):
             self._complete(ex)
         elif has_te:
             ex.mode = CHUNKED
-            ex.chunked = ChunkedReader()
+            ex.chunked = ChunkedBody(self._limits.max_header_bytes)
             self._chunked(ex, b"")
         else:
             ex.mode = DIRECT
@@ -443,17 +564,17 @@ class H1Protocol(asyncio.Protocol):
                     # not grow without bound (h11's connection would cap it too).
                     if len(buf) > self._limits.max_header_bytes:
                         raise RemoteProtocolError(
-                            "chunk header or trailer section longer than "
-                            f"{self._limits.max_header_bytes} bytes"
+                            "chunk header or trailer section longer than the limit of "
+                            f"{self._limits.max_header_bytes} bytes (Limits.max_header_bytes)"
                         )
                     return
-                if type(event) is h11.Data:
-                    self._deliver(ex, bytes(event.data))
+                if isinstance(event, bytes):
+                    self._deliver(ex, event)
                     continue
-                assert type(event) is h11.EndOfMessage
                 if len(event.headers) > self._limits.max_header_count:
                     raise RemoteProtocolError(
-                        f"trailer section has more than {self._limits.max_header_count} fields"
+                        f"trailer section has {len(event.headers)} fields, more than the limit of "
+                        f"{self._limits.max_header_count} (Limits.max_header_count)"
                     )
                 ex.trailers.extend_raw(event.headers.raw_items())
                 if buf:
@@ -533,6 +654,14 @@ class H1Protocol(asyncio.Protocol):
             )
             error.__cause__ = exc
             return error
+        if ex.mode == DIRECT and expected is None:
+            return IncompleteBody(
+                f"the TLS connection ended after {got} body bytes without a closure alert (close_notify); "
+                "a body delimited by the close is complete only after one (RFC 9112 section 9.8), "
+                "so it may have been truncated",
+                received=got,
+                expected=None,
+            )
         if ex.mode == DIRECT:
             return IncompleteBody(
                 f"server closed the connection after {got} of {expected} body bytes "
