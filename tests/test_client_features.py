@@ -382,3 +382,12 @@ async def test_a_body_that_timed_out_is_closed_not_drained() -> None:
                     pass
         stats = client.transport.stats()  # type: ignore[attr-defined]
         assert stats.draining == 0 and stats.in_use == 0, stats
+
+
+async def test_a_request_target_override_is_validated(app_server: HypercornServer) -> None:
+    async with httpstream.ConnectionPool() as pool:
+        request = httpstream.Request("GET", app_server.url("/echo"))
+        request.extensions["target"] = "/echo HTTP/1.1\r\nX-Injected: 1"
+        with pytest.raises(httpstream.LocalProtocolError, match="invalid request target"):
+            await pool.handle_request(request)
+        assert pool.stats().in_use == 0

@@ -30,6 +30,7 @@ usual path, with no extra wait and no extra write.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterable, Callable
 from typing import TYPE_CHECKING, Final
@@ -52,6 +53,8 @@ CLOSED: Final = "closed"
 
 # Bodies up to this size are written together with the head in one send.
 _COALESCE = 64 * 1024
+# A request target (RFC 9112 section 3.2): visible ASCII, no spaces or controls.
+_TARGET = re.compile(r"[\x21-\x7e]+")
 
 
 
@@ -120,10 +123,10 @@ class HTTP11Connection:
         self.requests += 1
         proto.start(ex)
         try:
-            target = request.extensions.get("target")
-            head = serialize_head(
-                request.method, target if isinstance(target, str) else request.url.target, request.headers
-            )
+            target = request.extensions.get("target")  # absolute-form, set by the pool for a forward proxy
+            if target is not None and not (isinstance(target, str) and _TARGET.fullmatch(target)):
+                raise LocalProtocolError(f"invalid request target {target!r}: visible ASCII without spaces only")
+            head = serialize_head(request.method, target or request.url.target, request.headers)
             content = request.content
             if content is None:
                 proto.write(head)
