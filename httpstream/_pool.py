@@ -8,7 +8,10 @@ that reserves a slot while DNS/TCP/TLS run), ACTIVE (owned by a request), IDLE
 out of the list.  Every change of that list happens in a synchronous method
 (``_assign``, ``_on_change``, ``_discard``, ``_wake``): no ``await`` inside, so
 a cancelled task can never leave it half-updated.  The I/O that follows a
-decision (connecting, closing) happens after the bookkeeping.
+decision (connecting, closing) happens after the bookkeeping.  A connection
+that left the list closed while its socket still flushes (a request cancelled
+mid-upload, a peer that stopped reading) is remembered until ``aclose()``,
+which aborts it after a short grace: no socket outlives the pool.
 
 A request first looks for an IDLE connection of its key (origin + TLS settings)
 that is still usable (the stale check: the peer has not closed it) and not
@@ -209,6 +212,10 @@ class ConnectionPool:
         self._env: ProxyEnv | None = env if env and (env["http"] or env["https"] or env["all"]) else None
         self._proxy_ssl_context: ssl.SSLContext | None = None
         self._slots: list[Slot] = []
+        # Connections that left the pool closed but whose transport is still
+        # flushing (a graceful close waits for the write buffer, which a peer
+        # that stopped reading never empties): aclose() aborts them.
+        self._lingering: set[HTTP11Connection | HTTP2Connection] = set()
         self._waiters: deque[_Waiter] = deque()
         self._closed = False
         self._sweeper: asyncio.TimerHandle | None = None
@@ -265,7 +272,8 @@ class ConnectionPool:
             if not waiter.future.done():
                 waiter.future.set_exception(PoolClosed("the connection pool was closed"))
         slots, self._slots = self._slots, []
-        closing = []
+        lingering, self._lingering = self._lingering, set()
+        closing = [conn.protocol for conn in lingering if not conn.protocol.lost]
         for slot in slots:
             if not isinstance(slot, _Connecting):
                 slot.close()
@@ -424,6 +432,19 @@ class ConnectionPool:
         if conn in self._slots:
             self._slots.remove(conn)
         conn.close()
+        self._linger(conn)
+
+    def _linger(self, conn: Connection) -> None:
+        """Remember a closed connection whose socket is still open, for aclose() to abort.
+
+        A request cancelled in the middle of its body leaves unsent bytes in
+        the transport, and a graceful close flushes them first: against a peer
+        that stopped reading, forever.  The pool no longer lists the connection,
+        but it must not outlive the pool.
+        """
+        if isinstance(conn, (HTTP11Connection, HTTP2Connection)) and not conn.protocol.lost:
+            self._lingering = {c for c in self._lingering if not c.protocol.lost}
+            self._lingering.add(conn)
 
     def _remove_slot(self, slot: Slot) -> None:
         if slot in self._slots:
@@ -435,6 +456,7 @@ class ConnectionPool:
         if conn.state == "closed":
             if conn in self._slots:
                 self._slots.remove(conn)
+            self._linger(conn)
         elif conn.state == "idle":
             if self._closed or conn not in self._slots:
                 conn.close()

@@ -624,7 +624,13 @@ class H1Protocol(asyncio.Protocol):
             ex.buffer.feed_error(exc)
         if self.exchange is ex:
             self.exchange = None
-        self.close()
+        transport = self.transport
+        if transport is not None and (not ex.request_sent or transport.get_write_buffer_size()):
+            # Unsent request bytes: a graceful close would wait to flush them
+            # to a peer that may have stopped reading, holding the socket.
+            transport.abort()
+        else:
+            self.close()
         self._on_exchange_done(ex, False)
 
     def fail(self, ex: Exchange, exc: BaseException) -> None:
