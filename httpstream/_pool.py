@@ -329,6 +329,11 @@ class ConnectionPool:
                 if retried or not (request.is_idempotent and request.is_replayable):
                     raise
                 retried = True
+                # The server dropped a kept-alive connection; the other idle ones
+                # to it are likely just as dead, so the retry goes on a fresh one.
+                for other in list(self._slots):
+                    if other.key == route.key and isinstance(other, HTTP11Connection) and other.state == "idle":
+                        self._discard(other)
                 continue
             if sent is not request:
                 response.request = request

@@ -391,3 +391,23 @@ async def test_a_request_target_override_is_validated(app_server: HypercornServe
         with pytest.raises(httpstream.LocalProtocolError, match="invalid request target"):
             await pool.handle_request(request)
         assert pool.stats().in_use == 0
+
+
+async def test_stale_retry_goes_on_a_fresh_connection() -> None:
+    """Every kept-alive connection dies on its second request: the retry must not pick another one."""
+    from tests.servers import FaultServer, read_request
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(0.05)  # both first requests are in flight together
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        await read_request(reader)  # the reuse: hang up without an answer
+
+    async with FaultServer(handler) as fault, httpstream.AsyncClient() as client:
+        first = await asyncio.gather(client.get(fault.url("/")), client.get(fault.url("/")))
+        assert [r.content for r in first] == [b"ok", b"ok"]
+        assert fault.accepted == 2
+        r = await client.get(fault.url("/"))
+        assert r.content == b"ok"
+        assert fault.accepted == 3  # one stale try, then a fresh connection (not the other stale one)
