@@ -24,9 +24,11 @@ import asyncio
 import warnings
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import Any, Protocol, TypeVar
 
 from ._exceptions import (
     IncompleteBody,
+    LocalProtocolError,
     ReadError,
     ReadTimeout,
     RemoteProtocolError,
@@ -34,7 +36,16 @@ from ._exceptions import (
     StreamConsumed,
 )
 
-__all__ = ["BodyBuffer", "ByteStream", "ResponseStream", "EmptyStream"]
+__all__ = [
+    "BodyBuffer",
+    "ByteStream",
+    "EmptyStream",
+    "ResponseStream",
+    "aiter_chunks",
+    "send_request_body",
+    "wait_for_continue",
+    "wake",
+]
 
 
 def _noop() -> None:
@@ -347,3 +358,92 @@ async def aiter_chunks(stream: AsyncIterable[bytes], chunk_size: int) -> AsyncIt
             pending += memoryview(data)[offset:]
     if pending:
         yield bytes(pending)
+
+
+# -- the request side: Expect: 100-continue, shared by the three protocols ---------------------
+class AwaitsContinue(Protocol):
+    """An HTTP/1.1 exchange or an HTTP/2 / HTTP/3 stream: its head waiter and the
+    waiter its protocol wakes (``wake(message.continue_waiter)``) on ``100 Continue``."""
+
+    head_waiter: asyncio.Future[Any]
+    continue_waiter: asyncio.Future[None] | None
+
+
+def wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
+async def wait_for_continue(message: AwaitsContinue, timeout: float) -> bool:
+    """After a head with ``Expect: 100-continue``: may the body be sent now?
+
+    RFC 9110 section 10.1.1: the client waits for ``100 Continue`` but not
+    forever; after ``timeout`` seconds it sends the body anyway (the server may
+    not know the expectation).  True on 100 or the deadline; False when the
+    final answer (or a failure) came first: the body must not follow.
+    """
+    head_waiter = message.head_waiter
+    if head_waiter.done():
+        return False
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+    message.continue_waiter = waiter
+    timer = loop.call_later(timeout, wake, waiter)
+
+    def answered(_: object) -> None:
+        wake(waiter)  # the final answer, or a failure, came first
+
+    head_waiter.add_done_callback(answered)
+    try:
+        await waiter
+    finally:
+        message.continue_waiter = None
+        timer.cancel()
+        head_waiter.remove_done_callback(answered)
+    return not head_waiter.done()
+
+
+# -- the request side: the body pump of the multiplexed protocols (HTTP/2, HTTP/3) ---------------
+class _Multiplexed(Protocol):
+    closed: bool
+    ended: bool
+
+
+_S = TypeVar("_S", bound=_Multiplexed, contravariant=True)
+
+
+class BodySink(Protocol[_S]):
+    async def send_body(self, stream: _S, data: bytes, timeout: float | None) -> None: ...
+
+    def end_request(self, stream: _S) -> None: ...
+
+
+async def send_request_body(
+    sink: BodySink[_S],
+    stream: _S,
+    content: bytes | AsyncIterable[bytes],
+    write_timeout: float | None,
+    piece: int | None = None,
+) -> None:
+    """Send a request body on one HTTP/2 or HTTP/3 stream, then end our side.
+
+    Bytes go in ``piece``-sized sends (None: one send; the protocol splits by
+    flow control itself).  An iterator is sent chunk by chunk with
+    backpressure, and stops early when the stream closed or the whole answer
+    came already (the server does not want the rest).
+    """
+    if isinstance(content, bytes):
+        if content:
+            step = piece or len(content)
+            for start in range(0, len(content), step):
+                await sink.send_body(stream, content[start : start + step], write_timeout)
+            sink.end_request(stream)
+        return
+    async for chunk in content:
+        if not isinstance(chunk, (bytes, bytearray, memoryview)):
+            raise LocalProtocolError(f"request body iterator yielded {type(chunk).__name__}, not bytes")
+        if stream.closed or stream.ended:
+            break
+        if chunk:
+            await sink.send_body(stream, bytes(chunk), write_timeout)
+    sink.end_request(stream)

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Final
 from .._config import Limits
 from .._exceptions import HTTPStreamError, LocalProtocolError, ReadError, StreamClosed
 from .._models import Request, Response
-from .._streams import ResponseStream
+from .._streams import ResponseStream, wait_for_continue
 from ._protocol import DIRECT, Exchange, H1Protocol, serialize_head
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ class HTTP11Connection:
                     await self._send_body(request, content, ex, head, write_timeout)
                 else:
                     proto.write(head)
-                    if await proto.wait_for_continue(ex, expect):
+                    if await wait_for_continue(ex, expect):
                         await self._send_body(request, content, ex, b"", write_timeout)
                     else:
                         # The final answer came before 100 Continue: the body is

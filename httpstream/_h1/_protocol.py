@@ -68,7 +68,7 @@ from .._exceptions import (
     WriteTimeout,
 )
 from .._headers import Headers
-from .._streams import BodyBuffer
+from .._streams import BodyBuffer, wake
 
 __all__ = ["Exchange", "H1Protocol", "ResponseHead"]
 
@@ -355,33 +355,6 @@ class H1Protocol(asyncio.Protocol):
             if timer is not None:
                 timer.cancel()
 
-    async def wait_for_continue(self, ex: Exchange, timeout: float) -> bool:
-        """After a head with ``Expect: 100-continue``: may the body be sent now?
-
-        RFC 9110 section 10.1.1: the client waits for ``100 Continue`` but not
-        forever; after ``timeout`` seconds it sends the body anyway (the server
-        may not know the expectation).  True on 100 or the deadline; False when
-        the final answer (or a failure) came first: the body must not follow.
-        """
-        head_waiter = ex.head_waiter
-        if head_waiter.done():
-            return False
-        waiter = self._loop.create_future()
-        ex.continue_waiter = waiter
-        timer = self._loop.call_later(timeout, _wake, waiter)
-
-        def answered(_: object) -> None:
-            _wake(waiter)  # the final answer, or a failure, came first
-
-        head_waiter.add_done_callback(answered)
-        try:
-            await waiter
-        finally:
-            ex.continue_waiter = None
-            timer.cancel()
-            head_waiter.remove_done_callback(answered)
-        return not head_waiter.done()
-
     def arm_head_timer(self, ex: Exchange) -> None:
         if ex.read_timeout is not None and not ex.head_waiter.done():
             ex.head_timer = self._loop.call_later(ex.read_timeout, self._head_expired, ex)
@@ -432,7 +405,7 @@ class H1Protocol(asyncio.Protocol):
                 if event.status_code == 101:
                     raise RemoteProtocolError("unexpected 101 Switching Protocols: no upgrade was asked for")
                 if event.status_code == 100:
-                    _wake(ex.continue_waiter)
+                    wake(ex.continue_waiter)
                 ex.informational += 1
                 if ex.informational > limits.max_informational_responses:
                     raise RemoteProtocolError(
@@ -706,11 +679,6 @@ class H1Protocol(asyncio.Protocol):
         if self._reading_paused and self.transport is not None and not self.transport.is_closing():
             self._reading_paused = False
             self.transport.resume_reading()
-
-
-def _wake(waiter: asyncio.Future[None] | None) -> None:
-    if waiter is not None and not waiter.done():
-        waiter.set_result(None)
 
 
 def _expire_write(waiter: asyncio.Future[None], seconds: float) -> None:

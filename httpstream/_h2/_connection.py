@@ -24,10 +24,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .._config import Limits
-from .._exceptions import HTTPStreamError, LocalProtocolError, ReadError
+from .._exceptions import HTTPStreamError, ReadError
 from .._headers import multiplexed_request_fields
 from .._models import Request, Response
-from .._streams import ResponseStream
+from .._streams import ResponseStream, send_request_body, wait_for_continue
 from ._protocol import H2Protocol, H2Stream
 
 if TYPE_CHECKING:
@@ -136,22 +136,9 @@ class HTTP2Connection:
             no_body = content is None or content == b""
             proto.send_headers(stream, headers, end_stream=no_body)
             expect = None if no_body else request.expect_continue_timeout()
-            if expect is None or await proto.wait_for_continue(stream, expect):
-                if isinstance(content, bytes):
-                    if content:
-                        await proto.send_body(stream, content, write_timeout)
-                        proto.end_request(stream)
-                elif content is not None:
-                    async for chunk in content:
-                        if not isinstance(chunk, (bytes, bytearray, memoryview)):
-                            raise LocalProtocolError(
-                                f"request body iterator yielded {type(chunk).__name__}, not bytes"
-                            )
-                        if stream.closed or stream.ended:
-                            break
-                        if chunk:
-                            await proto.send_body(stream, bytes(chunk), write_timeout)
-                    proto.end_request(stream)
+            if expect is None or await wait_for_continue(stream, expect):
+                if content is not None:
+                    await send_request_body(proto, stream, content, write_timeout)
             elif stream.ended:
                 # The whole final answer came before 100 Continue: the body is
                 # not sent; our side ends with RST_STREAM(NO_ERROR).  An answer

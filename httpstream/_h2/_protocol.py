@@ -55,7 +55,7 @@ from .._exceptions import (
     WriteTimeout,
 )
 from .._headers import Headers
-from .._streams import BodyBuffer
+from .._streams import BodyBuffer, wake
 
 __all__ = ["H2Protocol", "H2Stream"]
 
@@ -411,7 +411,7 @@ class H2Protocol(asyncio.Protocol):
             if stream is not None:
                 stream.informational += 1
                 if (b":status", b"100") in (event.headers or []):
-                    _wake(stream.continue_waiter)
+                    wake(stream.continue_waiter)
                 if stream.informational > self._limits.max_informational_responses:
                     self._reset(stream, h2.errors.ErrorCodes.PROTOCOL_ERROR)
                     self._fail(stream, RemoteProtocolError("too many informational (1xx) responses"))
@@ -584,32 +584,6 @@ class H2Protocol(asyncio.Protocol):
         stream.request_done = True
         self.flush()
         self._maybe_done(stream)
-
-    async def wait_for_continue(self, stream: H2Stream, timeout: float) -> bool:
-        """After HEADERS with ``Expect: 100-continue``: may the body be sent now?
-
-        True on ``100 Continue`` or after ``timeout`` seconds without an answer
-        (RFC 9110 section 10.1.1: the body is then sent anyway); False when the
-        final response, or a failure, came first.
-        """
-        head_waiter = stream.head_waiter
-        if head_waiter.done():
-            return False
-        waiter = self._loop.create_future()
-        stream.continue_waiter = waiter
-        timer = self._loop.call_later(timeout, _wake, waiter)
-
-        def answered(_: object) -> None:
-            _wake(waiter)
-
-        head_waiter.add_done_callback(answered)
-        try:
-            await waiter
-        finally:
-            stream.continue_waiter = None
-            timer.cancel()
-            head_waiter.remove_done_callback(answered)
-        return not head_waiter.done()
 
     def arm_head_timer(self, stream: H2Stream) -> None:
         if stream.read_timeout is not None and not stream.head_waiter.done():
@@ -856,11 +830,6 @@ def _closed_by_caller() -> BaseException:
     from .._exceptions import StreamClosed
 
     return StreamClosed()
-
-
-def _wake(waiter: asyncio.Future[None] | None) -> None:
-    if waiter is not None and not waiter.done():
-        waiter.set_result(None)
 
 
 def _expire_pool(waiter: asyncio.Future[None], seconds: float) -> None:

@@ -32,10 +32,10 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.tls import SessionTicket
 
 from .._config import CertTypes, Limits
-from .._exceptions import ConnectError, ConnectTimeout, HTTPStreamError, LocalProtocolError, ReadError, StaleConnection
+from .._exceptions import ConnectError, ConnectTimeout, HTTPStreamError, ReadError, StaleConnection
 from .._headers import multiplexed_request_fields
 from .._models import Request, Response
-from .._streams import ResponseStream
+from .._streams import ResponseStream, send_request_body, wait_for_continue
 from ._protocol import H3Protocol, H3Stream, _CreditedQuic
 
 if TYPE_CHECKING:
@@ -136,23 +136,9 @@ class HTTP3Connection:
             no_body = content is None or content == b""
             proto.send_headers(stream, headers, end_stream=no_body)
             expect = None if no_body else request.expect_continue_timeout()
-            if expect is None or await proto.wait_for_continue(stream, expect):
-                if isinstance(content, bytes):
-                    if content:
-                        for start in range(0, len(content), 65536):
-                            await proto.send_body(stream, content[start : start + 65536], write_timeout)
-                        proto.end_request(stream)
-                elif content is not None:
-                    async for chunk in content:
-                        if not isinstance(chunk, (bytes, bytearray, memoryview)):
-                            raise LocalProtocolError(
-                                f"request body iterator yielded {type(chunk).__name__}, not bytes"
-                            )
-                        if stream.closed or stream.ended:
-                            break
-                        if chunk:
-                            await proto.send_body(stream, bytes(chunk), write_timeout)
-                    proto.end_request(stream)
+            if expect is None or await wait_for_continue(stream, expect):
+                if content is not None:
+                    await send_request_body(proto, stream, content, write_timeout, piece=65536)
             elif stream.ended:
                 # The whole final answer came before 100 Continue: the body is
                 # not sent; our side stops with RESET_STREAM(H3_NO_ERROR).  An

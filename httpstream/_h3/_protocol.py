@@ -60,7 +60,7 @@ from .._exceptions import (
     WriteTimeout,
 )
 from .._headers import Headers
-from .._streams import BodyBuffer
+from .._streams import BodyBuffer, wake
 
 __all__ = ["H3Protocol", "H3Stream"]
 
@@ -381,7 +381,7 @@ class H3Protocol:
             stream.head_bytes = 0
             stream.informational += 1
             if status == 100:
-                _wake(stream.continue_waiter)
+                wake(stream.continue_waiter)
             if stream.informational > limits.max_informational_responses:
                 self._abort(
                     stream,
@@ -490,32 +490,6 @@ class H3Protocol:
         finally:
             if timer is not None:
                 timer.cancel()
-
-    async def wait_for_continue(self, stream: H3Stream, timeout: float) -> bool:
-        """After HEADERS with ``Expect: 100-continue``: may the body be sent now?
-
-        True on ``100 Continue`` or after ``timeout`` seconds without an answer
-        (RFC 9110 section 10.1.1: the body is then sent anyway); False when the
-        final response, or a failure, came first.
-        """
-        head_waiter = stream.head_waiter
-        if head_waiter.done():
-            return False
-        waiter: asyncio.Future[None] = self._loop.create_future()
-        stream.continue_waiter = waiter
-        timer = self._loop.call_later(timeout, _wake, waiter)
-
-        def answered(_: object) -> None:
-            _wake(waiter)
-
-        head_waiter.add_done_callback(answered)
-        try:
-            await waiter
-        finally:
-            stream.continue_waiter = None
-            timer.cancel()
-            head_waiter.remove_done_callback(answered)
-        return not head_waiter.done()
 
     def arm_head_timer(self, stream: H3Stream) -> None:
         if stream.read_timeout is not None and not stream.head_waiter.done():
@@ -675,11 +649,6 @@ def _code(code: int) -> str:
         return ErrorCode(code).name
     except ValueError:
         return f"error code {code:#x}"
-
-
-def _wake(waiter: asyncio.Future[None] | None) -> None:
-    if waiter is not None and not waiter.done():
-        waiter.set_result(None)
 
 
 def _expire(waiter: asyncio.Future[Any], exc: BaseException) -> None:
