@@ -208,7 +208,7 @@ def test_config_values_are_frozen() -> None:
 
 LAYERS = {
     "_exceptions": 0, "_config": 0, "_urls": 1, "_headers": 1, "_models": 2, "_streams": 2, "_decoders": 2,
-    "_altsvc": 2, "_content": 2, "_auth": 2, "_cookies": 2, "_proxy": 2, "_retry": 0, "_net": 3, "_h1": 3, "_h2": 3, "_h3": 3, "_server": 3, "_pool": 4, "_client": 5,
+    "_altsvc": 2, "_content": 2, "_auth": 2, "_cookies": 2, "_proxy": 2, "_multiplexed": 2, "_retry": 0, "_net": 3, "_h1": 3, "_h2": 3, "_h3": 3, "_server": 3, "_pool": 4, "_client": 5,
     "_httpx": 5, "_api": 5, "_eventsource": 5, "proxy": 6, "tunnel": 6, "cli": 7, "_demo": 7, "__main__": 7, "__init__": 8,
 }
 SIBLINGS = {"_h1", "_h2", "_h3", "_server", "_net"}

@@ -19,7 +19,6 @@ Release rules (DESIGN.md, HTTP/2 column):
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -27,8 +26,9 @@ from .._config import Limits
 from .._exceptions import HTTPStreamError, ReadError
 from .._headers import multiplexed_request_fields
 from .._models import Request, Response
+from .._multiplexed import MultiplexedConnection
 from .._streams import ResponseStream, send_request_body, wait_for_continue
-from ._protocol import H2Protocol, H2Stream
+from ._protocol import H2Protocol
 
 if TYPE_CHECKING:
     from .._urls import Origin
@@ -36,10 +36,9 @@ if TYPE_CHECKING:
 __all__ = ["HTTP2Connection"]
 
 
-class HTTP2Connection:
+class HTTP2Connection(MultiplexedConnection[H2Protocol]):
     """An HTTP/2 connection multiplexing many requests."""
 
-    multiplexed = True
     http_version = "HTTP/2"
 
     def __init__(
@@ -50,65 +49,16 @@ class HTTP2Connection:
         limits: Limits,
         on_change: Callable[[HTTP2Connection], None],
     ) -> None:
-        self.origin = origin
-        self.key = key
-        self.requests = 0
-        self.reserved = 0
-        self.idle_since = time.monotonic()
+        super().__init__(origin, key, on_change)
         self._limits = limits
-        self._on_change = on_change
-        self._closed = False
         self.protocol = H2Protocol(limits=limits, on_stream_closed=self._stream_closed, on_state=self._state_changed)
 
-    # -- the pool's view ------------------------------------------------------------------
-    @property
-    def state(self) -> str:
-        if self._closed or (self.protocol.lost or (self.protocol.goaway and not self.protocol.streams)):
-            return "closed"
-        if self.protocol.streams or self.reserved:
-            return "active"
-        return "idle"
+    def _protocol_gone(self) -> bool:
+        # A GOAWAY ends the connection once its last stream is done.
+        return self.protocol.lost or (self.protocol.goaway and not self.protocol.streams)
 
-    @property
-    def is_idle(self) -> bool:
-        return self.state == "idle"
-
-    @property
-    def is_closed(self) -> bool:
-        return self.state == "closed"
-
-    def is_usable(self) -> bool:
-        proto = self.protocol
-        return (
-            not self._closed and proto.is_usable and len(proto.streams) + self.reserved < proto.max_streams
-        )
-
-    def is_open(self) -> bool:
-        """Alive and taking new streams (maybe not right now: all may be busy)."""
-        return not self._closed and self.protocol.is_usable
-
-    def reserve(self) -> None:
-        self.reserved += 1
-
-    def unreserve(self) -> None:
-        self.reserved = max(0, self.reserved - 1)
-        if self.state == "idle":
-            self.idle_since = time.monotonic()
-        self._on_change(self)
-
-    def active_streams(self) -> int:
-        return len(self.protocol.streams)
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self.protocol.close()
-
-    async def ping(self, timeout: float) -> bool:
-        return await self.protocol.ping(timeout)
-
-    def __repr__(self) -> str:
-        return f"<HTTP2Connection {self.origin} {self.state} streams={len(self.protocol.streams)}>"
+    def _can_open(self) -> bool:
+        return len(self.protocol.streams) + self.reserved < self.protocol.max_streams
 
     # -- one request ---------------------------------------------------------------------------
     async def handle_request(self, request: Request) -> Response:
@@ -176,10 +126,3 @@ class HTTP2Connection:
         return response
 
     # -- callbacks (synchronous) ------------------------------------------------------------------
-    def _stream_closed(self, stream: H2Stream) -> None:
-        if not self.protocol.streams and not self.reserved:
-            self.idle_since = time.monotonic()
-        self._on_change(self)
-
-    def _state_changed(self) -> None:
-        self._on_change(self)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -35,8 +34,9 @@ from .._config import CertTypes, Limits
 from .._exceptions import ConnectError, ConnectTimeout, HTTPStreamError, ReadError, StaleConnection
 from .._headers import multiplexed_request_fields
 from .._models import Request, Response
+from .._multiplexed import MultiplexedConnection
 from .._streams import ResponseStream, send_request_body, wait_for_continue
-from ._protocol import H3Protocol, H3Stream, _CreditedQuic
+from ._protocol import H3Protocol, _CreditedQuic
 
 if TYPE_CHECKING:
     from .._urls import Origin
@@ -46,10 +46,9 @@ __all__ = ["HTTP3Connection", "connect_h3"]
 _UDP_BUFFER = 4 * 1024 * 1024
 
 
-class HTTP3Connection:
+class HTTP3Connection(MultiplexedConnection[H3Protocol]):
     """An HTTP/3 connection multiplexing many requests over QUIC."""
 
-    multiplexed = True
     http_version = "HTTP/3"
 
     def __init__(
@@ -61,60 +60,16 @@ class HTTP3Connection:
         limits: Limits,
         on_change: Callable[[HTTP3Connection], None],
     ) -> None:
-        self.origin = origin
-        self.key = key
-        self.requests = 0
-        self.reserved = 0
-        self.idle_since = time.monotonic()
-        self._on_change = on_change
-        self._closed = False
-        self.protocol = H3Protocol(quic, limits=limits, on_stream_closed=self._stream_closed, on_state=self._state)
+        super().__init__(origin, key, on_change)
+        self.protocol = H3Protocol(
+            quic, limits=limits, on_stream_closed=self._stream_closed, on_state=self._state_changed
+        )
 
-    @property
-    def state(self) -> str:
-        if self._closed or self.protocol.terminated:
-            return "closed"
-        if self.protocol.streams or self.reserved:
-            return "active"
-        return "idle"
+    def _protocol_gone(self) -> bool:
+        return self.protocol.terminated
 
-    @property
-    def is_idle(self) -> bool:
-        return self.state == "idle"
-
-    @property
-    def is_closed(self) -> bool:
-        return self.state == "closed"
-
-    def is_usable(self) -> bool:
-        return not self._closed and self.protocol.is_usable and self.protocol.can_open(self.reserved)
-
-    def is_open(self) -> bool:
-        """Alive and taking new streams (maybe not right now: all may be busy)."""
-        return not self._closed and self.protocol.is_usable
-
-    def reserve(self) -> None:
-        self.reserved += 1
-
-    def unreserve(self) -> None:
-        self.reserved = max(0, self.reserved - 1)
-        if self.state == "idle":
-            self.idle_since = time.monotonic()
-        self._on_change(self)
-
-    def active_streams(self) -> int:
-        return len(self.protocol.streams)
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self.protocol.close()
-
-    async def ping(self, timeout: float) -> bool:
-        return await self.protocol.ping(timeout)
-
-    def __repr__(self) -> str:
-        return f"<HTTP3Connection {self.origin} {self.state} streams={len(self.protocol.streams)}>"
+    def _can_open(self) -> bool:
+        return self.protocol.can_open(self.reserved)
 
     async def handle_request(self, request: Request) -> Response:
         self.reserved = max(0, self.reserved - 1)
@@ -171,14 +126,6 @@ class HTTP3Connection:
         )
         response.trailers = stream.trailers
         return response
-
-    def _stream_closed(self, stream: H3Stream) -> None:
-        if not self.protocol.streams and not self.reserved:
-            self.idle_since = time.monotonic()
-        self._on_change(self)
-
-    def _state(self) -> None:
-        self._on_change(self)
 
 
 def quic_configuration(
