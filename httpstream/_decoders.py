@@ -72,23 +72,71 @@ def charset_from_content_type(content_type: str | None) -> str | None:
         if name.strip().lower() == "charset":
             charset = value.strip().strip('"').strip("'")
             try:
-                return codecs.lookup(charset).name
+                info = codecs.lookup(charset)
             except LookupError:
                 return None
+            # Only a text encoding decodes bytes to str: "rot13", "hex", "base64",
+            # "zlib"... are codecs too, but their decoders fail on, or are not
+            # made for, a body.
+            return info.name if getattr(info, "_is_text_encoding", True) else None
     return None
 
 
+# BOM-sniffing codecs whose incremental decoders refuse a stream without a BOM
+# (Python's whole-string decoders do not): the byte order comes from the BOM, and
+# without one it is little-endian, as the WHATWG Encoding standard reads the
+# "utf-16" label and as bytes.decode() does on common machines.
+_BOM_CODECS: dict[str, tuple[tuple[bytes, str], ...]] = {
+    "utf-16": ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")),
+    "utf-32": ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be")),
+}
+
+
 class TextDecoder:
-    """Bytes to str across chunk boundaries; undecodable bytes become U+FFFD."""
+    """Bytes to str across chunk boundaries; undecodable bytes become U+FFFD.
+
+    A codec that fails in spite of ``errors="replace"`` (``idna``, say, named by
+    a charset parameter) raises ``DecodingError``.
+    """
 
     def __init__(self, encoding: str = "utf-8") -> None:
-        self._decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+        self._encoding = encoding
+        self._boms: tuple[tuple[bytes, str], ...] = _BOM_CODECS.get(codecs.lookup(encoding).name, ())
+        self._head = b""  # the first bytes, while a BOM-sniffing codec waits for its BOM
+        # (For a BOM-sniffing codec this one only stands in until _sniff picks the real one.)
+        self._decoder = codecs.getincrementaldecoder(encoding if not self._boms else "utf-8")(errors="replace")
 
     def decode(self, data: bytes) -> str:
-        return self._decoder.decode(data)
+        if self._boms:
+            data = self._sniff(data, final=False)
+        try:
+            return self._decoder.decode(data)
+        except UnicodeError as exc:
+            raise DecodingError(f"the body cannot be decoded as {self._encoding}: {exc}") from exc
 
     def flush(self) -> str:
-        return self._decoder.decode(b"", True)
+        data = self._sniff(b"", final=True) if self._boms else b""
+        try:
+            return self._decoder.decode(data, True)
+        except UnicodeError as exc:
+            raise DecodingError(f"the body cannot be decoded as {self._encoding}: {exc}") from exc
+
+    def _sniff(self, data: bytes, *, final: bool) -> bytes:
+        """Hold the first bytes until they show a BOM or cannot; then pick the byte order."""
+        head = self._head + data
+        width = len(self._boms[0][0])
+        if len(head) < width and not final:
+            self._head = head
+            return b""
+        codec, skip = self._boms[0][1], 0  # no BOM: little-endian
+        for bom, name in self._boms:
+            if head.startswith(bom):
+                codec, skip = name, len(bom)
+                break
+        self._decoder = codecs.getincrementaldecoder(codec)(errors="replace")
+        self._boms = ()
+        self._head = b""
+        return head[skip:]
 
 
 class LineDecoder:

@@ -219,7 +219,7 @@ class ConnectionPool:
         self._waiters: deque[_Waiter] = deque()
         self._closed = False
         self._sweeper: asyncio.TimerHandle | None = None
-        self.connects = 0  # connections opened so far (for tests and the demo)
+        self.connects = 0  # connections opened so far, all origins (public: how reuse is seen)
 
     # -- public ------------------------------------------------------------------
     @property
