@@ -456,7 +456,7 @@ class Response:
         try:
             async for line in lines:
                 number += 1
-                if not line.strip():
+                if not line.strip(" \t\r\n"):  # JSON's whitespace only (RFC 8259 section 2)
                     continue
                 try:
                     value = jsonlib.loads(line, **json_kwargs)
