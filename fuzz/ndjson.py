@@ -91,7 +91,7 @@ def reference(case: Case) -> Reading:
     if any(len(line) > case.max_line_length for line in all_lines):
         reading.error_line = 0
     for number, line in enumerate(all_lines, 1):
-        if not line.strip():
+        if not line.strip(" \t\r\n"):  # JSON whitespace only, as aiter_json
             continue
         try:
             value: Any = json.loads(line)
