@@ -95,6 +95,7 @@ async def test_two_gib_download_holds_flat_memory(mode: str) -> None:
     assert result["total"] == SIZE
     assert result["in_use"] == 0
     assert isinstance(result["growth_kb"], int)
+    print(f"memory figure: {result}")  # shown with pytest -s, for the closing notes
     assert result["growth_kb"] < 50 * 1024, f"peak RSS grew by {result['growth_kb']} KiB"
 
 
@@ -108,6 +109,7 @@ async def test_h2_two_gib_download_holds_flat_memory(mode: str, server: Hypercor
     assert result["total"] == size
     assert (result["in_use"], result["streams"]) == (0, 0)
     assert isinstance(result["growth_kb"], int)
+    print(f"memory figure: {result}")  # shown with pytest -s, for the closing notes
     assert result["growth_kb"] < 50 * 1024, f"peak RSS grew by {result['growth_kb']} KiB"
 
 
