@@ -153,21 +153,38 @@ class LineDecoder:
         self._pieces: list[str] = []
         self._pending = 0
         self._skip_lf = False
+        self._error: DecodingError | None = None
 
     def decode(self, text: str) -> list[str]:
+        """The lines completed by ``text``.
+
+        A line over the limit raises, but only after the lines before it were
+        returned: they come back now and the error with the next call.
+        """
+        if self._error is not None:
+            raise self._error
+        lines: list[str] = []
+        try:
+            self._split(text, lines)
+        except DecodingError as exc:
+            if not lines:
+                raise
+            self._error = exc
+        return lines
+
+    def _split(self, text: str, lines: list[str]) -> None:
         if not text:
-            return []
+            return
         if self._skip_lf:
             self._skip_lf = False
             if text[0] == "\n":
                 text = text[1:]
                 if not text:
-                    return []
+                    return
         parts = _LINE_SPLIT.split(text)
         # A trailing "\r" ended a line; a "\n" opening the next chunk belongs to it.
         self._skip_lf = text[-1] == "\r"
         tail = parts.pop()
-        lines: list[str] = []
         if parts:
             first = parts[0]
             if self._pieces:
@@ -186,9 +203,10 @@ class LineDecoder:
             self._check(self._pending + len(tail))
             self._pieces.append(tail)
             self._pending += len(tail)
-        return lines
 
     def flush(self) -> list[str]:
+        if self._error is not None:
+            raise self._error
         if not self._pieces:
             return []
         line = "".join(self._pieces)

@@ -344,3 +344,16 @@ async def test_bomb_is_read_with_flat_memory(dserver: HypercornServer, kind: str
     assert result["raw"] == len(blob)
     assert result["biggest"] <= MAX_OUTPUT_CHUNK
     assert result["growth_kb"] < 50 * 1024, f"peak RSS grew by {result['growth_kb']} KiB"
+
+
+def test_lines_before_an_over_long_one_are_handed_out_first() -> None:
+    from httpstream._decoders import LineDecoder
+
+    decoder = LineDecoder(max_line_length=5)
+    assert decoder.decode("ab\ncd\n" + "x" * 10 + "\nef\n") == ["ab", "cd"]
+    with pytest.raises(httpstream.DecodingError, match="max_line_length"):
+        decoder.decode("more\n")
+    with pytest.raises(httpstream.DecodingError):
+        decoder.flush()
+    with pytest.raises(httpstream.DecodingError):
+        LineDecoder(max_line_length=5).decode("x" * 10 + "\n")  # nothing before it: at once
