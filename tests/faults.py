@@ -38,6 +38,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from tests.servers import LoopbackServer
+
 __all__ = ["Action", "Fault", "FaultProxy", "H1FaultServer", "Reply", "ServerRequest", "chunked", "response"]
 
 Action = Literal["fin", "rst", "stall", "abrupt"]
@@ -145,35 +147,21 @@ async def _strike(writer: asyncio.StreamWriter, action: Action, client_gone: Cal
             await writer.wait_closed()
 
 
-class _Listener:
-    """A loopback listener that owns its connections' tasks and closes them all on exit."""
+class _Listener(LoopbackServer):
+    """The loopback listener with a handler per connection, and unsolicited pushes."""
+
+    gone = _GONE
 
     def __init__(self, handler: Handler, ssl_context: ssl.SSLContext | None) -> None:
+        super().__init__(ssl_context)
         self._handler = handler
-        self._ssl = ssl_context
-        self.accepted = 0
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
 
     def url(self, path: str = "/") -> str:
         scheme = "https" if self._ssl else "http"
         return f"{scheme}://127.0.0.1:{self.port}{path}"
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self._writers.add(writer)
-        try:
-            await self._handler(reader, writer)
-        except (*_GONE, asyncio.CancelledError):
-            pass  # the client went away, or the listener is closing: both normal here
-        finally:
-            self._tasks.discard(task)
-            self._writers.discard(writer)
-            writer.transport.abort()
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._handler(reader, writer)
 
     async def push(self, data: bytes) -> int:
         """Send ``data`` unasked on every open connection; returns how many got it."""
@@ -185,23 +173,6 @@ class _Listener:
                 await writer.drain()
         return len(writers)
 
-    async def __aenter__(self) -> _Listener:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0, ssl=self._ssl)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self._server.wait_closed()
-        await asyncio.sleep(0)  # let the aborted transports release their sockets
-
 
 class H1FaultServer(_Listener):
     """Answers each request with ``script(request)``: scripted bytes, then maybe a fault."""
@@ -211,13 +182,8 @@ class H1FaultServer(_Listener):
         self._script = script
         self.requests: list[ServerRequest] = []
 
-    async def __aenter__(self) -> H1FaultServer:
-        await super().__aenter__()
-        return self
-
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        index = self.accepted
-        self.accepted += 1
+        index = self.accepted - 1  # counted by the listener as it accepted
         _nodelay(writer)
         number = 0
         while True:
@@ -264,12 +230,7 @@ class FaultProxy(_Listener):
         self.fault = fault
         self.trickle = trickle
 
-    async def __aenter__(self) -> FaultProxy:
-        await super().__aenter__()
-        return self
-
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
         fault, trickle = self.fault, self.trickle
         _nodelay(writer)
         up_reader, up_writer = await asyncio.open_connection(*self._upstream)

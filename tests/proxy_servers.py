@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 import h11
 
+from tests.servers import LoopbackServer
+
 __all__ = ["HTTPProxy", "Seen", "Socks5Proxy"]
 
 
@@ -70,64 +72,21 @@ async def _splice(
         b[1].transport.abort()
 
 
-class _Server:
-    """Accept loop, bookkeeping and teardown shared by both proxies."""
+class _Server(LoopbackServer):
+    """What both proxies add to the loopback listener: their URL, and upstream
+    connections that are ended with theirs."""
 
     scheme = "http"
-
-    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._ssl = ssl_context
-        self.accepted = 0
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
+    gone = (*LoopbackServer.gone, h11.ProtocolError)
 
     @property
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        raise NotImplementedError
-
     async def _open(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         reader, writer = await asyncio.open_connection(host, port)
-        self._writers.add(writer)
+        self.track(writer)
         return reader, writer
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        self._writers.add(writer)
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            await self._handle(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, h11.ProtocolError, asyncio.CancelledError):
-            pass  # the client went away, or __aexit__ cancelled us: both normal here
-        finally:
-            self._tasks.discard(task)
-            self._writers.discard(writer)
-            writer.transport.abort()
-
-    async def __aenter__(self) -> _Server:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self._ssl)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            try:
-                await task
-            except BaseException:
-                pass
-        await self._server.wait_closed()
 
 
 class HTTPProxy(_Server):
@@ -158,11 +117,7 @@ class HTTPProxy(_Server):
         self.request_seen = asyncio.Event()
         self.hung_up = asyncio.Event()
 
-    async def __aenter__(self) -> HTTPProxy:
-        await super().__aenter__()
-        return self
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         down = h11.Connection(h11.SERVER)
         upstreams: dict[tuple[str, int], tuple[asyncio.StreamReader, asyncio.StreamWriter, h11.Connection]] = {}
         try:
@@ -290,11 +245,7 @@ class Socks5Proxy(_Server):
         self._reply = reply
         self.seen: list[tuple[int, str, int]] = []
 
-    async def __aenter__(self) -> Socks5Proxy:
-        await super().__aenter__()
-        return self
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         version, count = await reader.readexactly(2)
         methods = await reader.readexactly(count)
         if version != 5:

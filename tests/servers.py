@@ -17,7 +17,7 @@ import ssl
 import threading
 import warnings
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs
 
 from hypercorn.asyncio import serve
@@ -286,42 +286,55 @@ class HypercornServer:
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-class FaultServer:
-    """A raw asyncio server on 127.0.0.1 that misbehaves as its handler says.
+class LoopbackServer:
+    """An asyncio listener on 127.0.0.1 that owns its connections and ends them all on exit.
 
-    ``accepted`` counts TCP connections; the handler gets StreamReader/Writer
-    (test code only: the library itself never uses them).
+    Subclasses implement ``handle(reader, writer)``.  ``accepted`` counts TCP
+    connections (how reuse is checked).  A connection ends when its handler
+    returns: closed gracefully (so what the handler wrote still goes out) or
+    aborted, as ``graceful_close`` says; ``__aexit__`` aborts the rest and waits
+    for their tasks.  Errors of a client that went away end a handler quietly.
     """
 
-    def __init__(self, handler: Handler, *, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._handler = handler
+    graceful_close = False
+    gone: tuple[type[BaseException], ...] = (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError)
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self._ssl = ssl_context
         self.accepted = 0
         self.port = 0
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
 
-    def url(self, path: str = "/") -> str:
-        scheme = "https" if self._ssl else "http"
-        return f"{scheme}://127.0.0.1:{self.port}{path}"
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+    def track(self, writer: asyncio.StreamWriter) -> None:
+        """Have ``__aexit__`` abort another connection (an upstream one, say)."""
+        self._writers.add(writer)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
         self._writers.add(writer)
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)  # type: ignore[arg-type]
+        self._tasks.add(task)
         try:
-            await self._handler(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, asyncio.CancelledError):
-            pass  # cancelled by __aexit__, or the client went away: both are normal here
+            await self.handle(reader, writer)
+        except asyncio.CancelledError:
+            pass  # cancelled by __aexit__
+        except self.gone:
+            pass  # the client went away
         finally:
-            self._tasks.discard(task)  # type: ignore[arg-type]
+            self._tasks.discard(task)
             self._writers.discard(writer)
-            writer.close()
+            if self.graceful_close:
+                writer.close()
+            else:
+                writer.transport.abort()
 
-    async def __aenter__(self) -> FaultServer:
+    async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self._ssl)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -331,14 +344,30 @@ class FaultServer:
         self._server.close()
         for writer in list(self._writers):
             writer.transport.abort()
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in list(self._tasks):
-            try:
-                await task
-            except BaseException:
-                pass
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._server.wait_closed()
+        await asyncio.sleep(0)  # let the aborted transports release their sockets
+
+
+class FaultServer(LoopbackServer):
+    """A raw server that misbehaves as its handler says (test code only: the
+    library itself never uses StreamReader/Writer)."""
+
+    graceful_close = True
+
+    def __init__(self, handler: Handler, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(ssl_context)
+        self._handler = handler
+
+    def url(self, path: str = "/") -> str:
+        scheme = "https" if self._ssl else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._handler(reader, writer)
 
 
 async def read_request(reader: asyncio.StreamReader) -> bytes:
