@@ -659,6 +659,14 @@ class SSEDecoder:
                 events.append(event)
         return events
 
+    def end(self) -> None:
+        """The stream ended: an incomplete event is dropped (as the standard says),
+        but an over-long line seen after the last complete events still raises."""
+        try:
+            self._lines.flush()
+        except DecodingError as exc:
+            raise self._too_large() from exc
+
     def _line(self, line: str) -> ServerSentEvent | None:
         if not line:
             return self._dispatch()

@@ -143,6 +143,7 @@ class EventSource:
                         self.last_event_id = decoder.last_event_id
                         if decoder.retry is not None:
                             self.retry = decoder.retry
+                    decoder.end()
             except (LocalProtocolError, PoolClosed):
                 raise  # sending again cannot help
             except TransportError as exc:

@@ -442,6 +442,7 @@ class Response:
             async for chunk in pieces:
                 for event in decoder.decode(chunk):
                     yield event
+            decoder.end()
         finally:
             await pieces.aclose()
 
