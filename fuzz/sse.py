@@ -180,6 +180,7 @@ def _decode(chunks: list[bytes], case: Case) -> Outcome:
     try:
         for chunk in chunks:
             out.events += decoder.decode(chunk)
+        decoder.end()
     except httpstream.DecodingError as exc:
         out.error = exc
     except Exception as exc:
