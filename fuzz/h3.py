@@ -471,7 +471,8 @@ def structured(
             frames.insert(draw(st.integers(0, len(frames))), frame)
     if "varint" in defects:
         index = draw(st.integers(0, len(frames) - 1))
-        frames[index] = H3Frame(frames[index].type, frames[index].payload, note=frames[index].note, wide=True)
+        if not frames[index].raw:  # raw bytes have no type or length to widen
+            frames[index] = H3Frame(frames[index].type, frames[index].payload, note=frames[index].note, wide=True)
         if draw(st.booleans()):
             frames.append(
                 H3Frame(
@@ -484,10 +485,11 @@ def structured(
     if "truncated" in defects:
         index = draw(st.integers(0, len(frames) - 1))
         frame = frames[index]
-        frames[index] = H3Frame(
-            frame.type, frame.payload, len(frame.payload) + draw(st.sampled_from((1, 100, 2**20))), frame.note
-        )
-        del frames[index + 1 :]
+        if not frame.raw:  # raw bytes have no length field to lie with
+            frames[index] = H3Frame(
+                frame.type, frame.payload, len(frame.payload) + draw(st.sampled_from((1, 100, 2**20))), frame.note
+            )
+            del frames[index + 1 :]
     end_extras: tuple[Extra, ...] = ()
     if "extras" in defects:
         end_extras = tuple(draw(st.lists(extras(valid=False), min_size=1, max_size=2)))
