@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -370,6 +371,9 @@ def _check_reuse(case: Case, peer: ScriptedPeer) -> None:
                     )
 
 
+_BWS_CHUNK_EXT = re.compile(r"illegal chunk header: bytearray\(b'[0-9A-Fa-f]+[ \\t]+;")
+
+
 def _check_reference(case: Case, peer: ScriptedPeer, index: int, plan: Plan, record: Record) -> None:
     """Compare what the caller got with h11's reading of the connection's bytes."""
     if record.status is None or len(peer.log) != index + 1:
@@ -381,6 +385,13 @@ def _check_reference(case: Case, peer: ScriptedPeer, index: int, plan: Plan, rec
         return  # an earlier response on this connection was incomplete: _check_reuse reports it
     ref = messages[-1].ref
     where = f"request {index + 1} ({plan}), reply {served.reply}"
+    if ref.error is not None and _BWS_CHUNK_EXT.search(ref.error):
+        # h11 refuses whitespace before a chunk extension's ";", which RFC 9112
+        # section 7.1.1 allows (BWS) and httpstream accepts: h11 cannot judge this
+        # body, so only the head is compared.
+        if ref.status is not None and ref.status != record.status:
+            raise Mismatch(f"{where}: the client returned status {record.status}, h11 sees {ref.status}")
+        return
     if ref.status is None:
         raise Mismatch(f"{where}: the client returned a {record.status} head but h11 sees none ({ref.error})")
     if ref.status != record.status:

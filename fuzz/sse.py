@@ -80,15 +80,16 @@ def reference(data: bytes, max_size: int, last_event_id: str | None) -> Outcome:
             current.append(char)
         index += 1
     out = Outcome([], last_event_id)
-    if any(len(line) > max_size for line in lines) or len(current) > max_size:
-        out.error = httpstream.DecodingError("a line is longer than max_event_size")
-        return out
+    too_long = httpstream.DecodingError("a line is longer than max_event_size")
     data_buffer: list[str] = []
     data_size = 0
     event_type = ""
     id_buffer = last_event_id
     event_retry: int | None = None
     for line in lines:  # the unterminated last line, if any, is never processed
+        if len(line) > max_size:
+            out.error = too_long  # the events before it were handed out
+            return out
         if line == "":
             out.last_event_id = id_buffer
             if data_buffer:
@@ -121,6 +122,8 @@ def reference(data: bytes, max_size: int, last_event_id: str | None) -> Outcome:
                 id_buffer = value
         elif name == "retry" and value and all(c in "0123456789" for c in value):
             out.retry = event_retry = int(value)
+    if len(current) > max_size:
+        out.error = too_long
     return out
 
 
