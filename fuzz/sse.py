@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 import httpstream
 from httpstream._decoders import MAX_EVENT_SIZE, SSEDecoder
 
-from ._bodies import cut_points, pieces, response_over
+from ._bodies import cut_points, pieces, reference_lines, response_over
 from ._h1_wire import mix, weighted
 from ._harness import CampaignResult, Escaped, Mismatch, Settings, format_exception, run_campaign
 
@@ -66,19 +66,7 @@ def reference(data: bytes, max_size: int, last_event_id: str | None) -> Outcome:
     text = codecs.utf_8_decode(data, "replace", False)[0]
     if text[:1] == "\ufeff":
         text = text[1:]
-    lines: list[str] = []
-    current: list[str] = []
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char in "\r\n":
-            lines.append("".join(current))
-            current = []
-            if char == "\r" and text[index + 1 : index + 2] == "\n":
-                index += 1
-        else:
-            current.append(char)
-        index += 1
+    lines, current = reference_lines(text)
     out = Outcome([], last_event_id)
     too_long = httpstream.DecodingError("a line is longer than max_event_size")
     data_buffer: list[str] = []

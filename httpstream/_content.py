@@ -48,6 +48,7 @@ from urllib.parse import urlencode
 
 from ._exceptions import LocalProtocolError
 from ._headers import Headers
+from ._urls import primitive_value
 
 __all__ = [
     "CHUNK_SIZE",
@@ -186,16 +187,10 @@ def _data_pairs(data: DataTypes) -> list[tuple[str, object]]:
 
 def _form_value(value: object) -> str | bytes:
     """One form value as text (bytes are kept as they are), like httpx."""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if value is None:
-        return ""
-    if isinstance(value, (str, bytes)):
+    if isinstance(value, bytes):
         return value
-    if isinstance(value, (int, float)):
-        return str(value)
+    if value is None or isinstance(value, (str, int, float)):  # bool is an int
+        return primitive_value(value)
     raise TypeError(f"form values must be str, bytes, int, float, bool or None, not {type(value).__name__}")
 
 

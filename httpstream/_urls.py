@@ -246,10 +246,11 @@ def _param_pairs(params: QueryParamTypes) -> list[tuple[str, str]]:
         items = flat
     else:
         items = params
-    return [(str(k), _primitive(v)) for k, v in items]
+    return [(str(k), primitive_value(v)) for k, v in items]
 
 
-def _primitive(value: object) -> str:
+def primitive_value(value: object) -> str:
+    """A query or form value as text, as httpx writes it: true/false, "" for None."""
     if value is True:
         return "true"
     if value is False:

@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from tests.servers import LoopbackServer
+from tests.servers import FaultServer
 
 __all__ = ["Action", "Fault", "FaultProxy", "H1FaultServer", "Reply", "ServerRequest", "chunked", "response"]
 
@@ -147,21 +147,14 @@ async def _strike(writer: asyncio.StreamWriter, action: Action, client_gone: Cal
             await writer.wait_closed()
 
 
-class _Listener(LoopbackServer):
-    """The loopback listener with a handler per connection, and unsolicited pushes."""
+class _Listener(FaultServer):
+    """A FaultServer that aborts its connections when their handler returns, and can push."""
 
+    graceful_close = False
     gone = _GONE
 
     def __init__(self, handler: Handler, ssl_context: ssl.SSLContext | None) -> None:
-        super().__init__(ssl_context)
-        self._handler = handler
-
-    def url(self, path: str = "/") -> str:
-        scheme = "https" if self._ssl else "http"
-        return f"{scheme}://127.0.0.1:{self.port}{path}"
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self._handler(reader, writer)
+        super().__init__(handler, ssl_context=ssl_context)
 
     async def push(self, data: bytes) -> int:
         """Send ``data`` unasked on every open connection; returns how many got it."""

@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import httpstream
 
-from .servers import SERVER_PORTS
+from .servers import open_fds
 
 __all__ = ["LeakCheck", "Outcome", "check_outcome", "check_pool", "fetch"]
 
@@ -143,6 +142,17 @@ async def check_pool(pool: Transport, *, within: float = 2.0) -> None:
     assert not problems, f"pool in a bad state: {'; '.join(problems)} ({pool!r})"
 
 
+async def settled(client: httpstream.AsyncClient) -> httpstream.PoolStats:
+    """The client's pool stats once background drains are over (bounded wait)."""
+    pool = client.transport
+    assert isinstance(pool, httpstream.ConnectionPool)
+    for _ in range(100):
+        if pool.stats().in_use == 0:
+            break
+        await asyncio.sleep(0.01)
+    return pool.stats()
+
+
 def _pool_problems(pool: Transport) -> list[str]:
     stats = pool.stats()
     problems = [
@@ -168,34 +178,6 @@ def _pool_problems(pool: Transport) -> list[str]:
         if getattr(protocol, "exchange", None) is not None:
             problems.append(f"{conn!r} is idle with an exchange in flight")
     return problems
-
-
-def open_fds() -> int:
-    """Descriptors of this process, less the sockets of in-process hypercorn servers.
-
-    hypercorn (tests/servers.py) keeps its side of a closed connection until its
-    own timers fire; those are the server's, not the client's leaks.
-    """
-    inodes: set[str] = set()
-    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6", "/proc/self/net/udp", "/proc/self/net/udp6"):
-        try:
-            with open(table) as f:
-                rows = f.readlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) in SERVER_PORTS:
-                inodes.add(fields[9])
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if not (target.startswith("socket:[") and target[8:-1] in inodes):
-            count += 1
-    return count
 
 
 class LeakCheck:

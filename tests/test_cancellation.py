@@ -57,8 +57,7 @@ import pytest
 import httpstream
 
 from .caddy import SMALL, Caddy
-from .conftest import open_fds
-from .servers import App, FaultServer, Receive, Scope, Send, pattern
+from .servers import App, FaultServer, Receive, Scope, Send, open_fds, pattern
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

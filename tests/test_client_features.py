@@ -19,6 +19,7 @@ import pytest
 
 import httpstream
 from tests.client_servers import ClientApp, to
+from tests.invariants import settled
 from tests.servers import HypercornServer
 
 
@@ -43,17 +44,6 @@ def app(app_server: HypercornServer) -> ClientApp:
     assert isinstance(app_server.app, ClientApp)
     app_server.app.log.clear()
     return app_server.app
-
-
-async def settled(client: httpstream.AsyncClient) -> httpstream.PoolStats:
-    """The pool's stats once background drains are over (bounded wait)."""
-    pool = client.transport
-    assert isinstance(pool, httpstream.ConnectionPool)
-    for _ in range(100):
-        if pool.stats().in_use == 0:
-            break
-        await asyncio.sleep(0.01)
-    return pool.stats()
 
 
 def other_origin(server: HypercornServer, path: str) -> str:

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 import pytest
 
 import httpstream
+from tests.invariants import settled
 
 from .servers import App, FaultServer, HypercornServer, Receive, Scope, Send, read_request
 
@@ -88,16 +89,6 @@ def make_client(
     options: dict[str, object] = {**PROTOCOLS[protocol], **kwargs}
     limits = limits or httpstream.Limits()
     return httpstream.AsyncClient(verify=cert_files["ca"], limits=limits, timeout=10.0, **options)  # type: ignore[arg-type]
-
-
-async def settled(client: httpstream.AsyncClient) -> httpstream.PoolStats:
-    pool = client.transport
-    assert isinstance(pool, httpstream.ConnectionPool)
-    for _ in range(100):
-        if pool.stats().in_use == 0:
-            break
-        await asyncio.sleep(0.01)
-    return pool.stats()
 
 
 # -- response heads --------------------------------------------------------------------------------
