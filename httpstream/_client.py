@@ -301,29 +301,15 @@ class AsyncClient:
             user, _, password = request.url.userinfo.partition(":")
             flow_auth = BasicAuth(unquote(user), unquote(password))
         timeout = request.timeout or self.timeout
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout.total is None else loop.time() + timeout.total
-        try:
-            if deadline is None:
-                if flow_auth is None:  # one coroutine layer less on the common path
-                    response = await self._send_handling_redirects(request, follow, [])
-                else:
-                    response = await self._send_handling_auth(request, flow_auth, follow)
+        if timeout.total is None:
+            if flow_auth is None:  # one coroutine layer less on the common path
+                response = await self._send_handling_redirects(request, follow, [])
             else:
-                async with asyncio.timeout_at(deadline):
-                    response = await self._send_handling_auth(request, flow_auth, follow)
-        except TimeoutError:
-            if deadline is not None and loop.time() >= deadline:
-                raise TotalTimeout(
-                    f"{request.method} {request.url} did not complete within {timeout.total:g} s (total timeout)"
-                ) from None
-            raise
-        stream_obj = response.stream
-        if isinstance(stream_obj, ResponseStream):
-            if deadline is not None:
-                loop.call_at(deadline, _expire_total, stream_obj.buffer, timeout)
-            if self.debug_leaks:
-                stream_obj.opened_at = _caller_stack()
+                response = await self._send_handling_auth(request, flow_auth, follow)
+        else:
+            response = await self._send_within_total(request, flow_auth, follow, timeout)
+        if self.debug_leaks and isinstance(response.stream, ResponseStream):
+            response.stream.opened_at = _caller_stack()
         progress = response.request.extensions.get("on_download_progress")
         if progress is not None:
             response.on_download = progress  # type: ignore[assignment]
@@ -392,6 +378,28 @@ class AsyncClient:
         return await self.request("PATCH", url, **kwargs)
 
     # -- the pipeline ---------------------------------------------------------------------
+    async def _send_within_total(
+        self, request: Request, auth: Auth | None, follow: bool, timeout: Timeout
+    ) -> Response:
+        """The pipeline under ``Timeout.total``: the head phase by a cancelling
+        deadline, the body by a timer that fails the body buffer (so the read
+        path releases the stream as on any read error)."""
+        assert timeout.total is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout.total
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await self._send_handling_auth(request, auth, follow)
+        except TimeoutError:
+            if loop.time() >= deadline:
+                raise TotalTimeout(
+                    f"{request.method} {request.url} did not complete within {timeout.total:g} s (total timeout)"
+                ) from None
+            raise
+        if isinstance(response.stream, ResponseStream):
+            loop.call_at(deadline, _expire_total, response.stream.buffer, timeout)
+        return response
+
     async def _send_handling_auth(self, request: Request, auth: Auth | None, follow: bool) -> Response:
         if auth is None:
             return await self._send_handling_redirects(request, follow, [])
@@ -436,7 +444,8 @@ class AsyncClient:
             try:
                 # Set-Cookie is honoured at the head, streamed or not, on every hop.
                 self._cookies.extract_cookies(response)
-                response.history = list(history)
+                if history:
+                    response.history = list(history)
                 for hook in self.event_hooks["response"]:
                     await _call(hook, response)
                 if not (follow and response.is_redirect):
