@@ -8,6 +8,10 @@ Every adapter is an async context manager exposing:
                                                    then close the response early
     await a.probe_protocol(url)           -> str   full small GET, the negotiated
                                                    protocol ("HTTP/1.1", "HTTP/2")
+    await a.duplex_echo(url, n, size, p)  -> str   POST of n chunks of `size` bytes
+                                                   (an async generator) to an echo
+                                                   server while reading the echoed
+                                                   body; progress in p (Duplex)
 
 ``make_adapter(client, tls=TLS(ca_path, http2=True))`` builds an adapter for the
 TLS server (HTTP/2 where the client supports it, else HTTP/1.1 over TLS);
@@ -16,6 +20,10 @@ TLS server (HTTP/2 where the client supports it, else HTTP/1.1 over TLS);
 
 Imports of the client libraries happen lazily inside ``make_adapter`` so that a
 missing/broken library only affects its own worker subprocess.
+
+``httpstream-baseline`` is httpstream imported from another source tree (the
+worker puts that tree first on ``sys.path``, see bench/worker.py); the adapter
+is the same as httpstream's.
 """
 
 from __future__ import annotations
@@ -31,13 +39,52 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from typing import Self
 
-CLIENTS = ("httpstream", "httpx", "aiohttp", "niquests", "bare", "bare-aioquic")
+BASELINE = "httpstream-baseline"  # httpstream from another source tree (--baseline)
+CLIENTS = ("httpstream", BASELINE, "httpx", "aiohttp", "niquests", "bare", "bare-aioquic")
 # clients that can speak HTTP/2 (aiohttp and bare are HTTP/1.1 only)
-H2_CLIENTS = ("httpstream", "httpx", "niquests")
+H2_CLIENTS = ("httpstream", BASELINE, "httpx", "niquests")
 # clients that speak HTTP/3 (bare-aioquic: aioquic alone, see bench/h3bare.py)
-H3_CLIENTS = ("httpstream", "niquests", "bare-aioquic")
+H3_CLIENTS = ("httpstream", BASELINE, "niquests", "bare-aioquic")
+
+
+def is_httpstream(client: str) -> bool:
+    """httpstream itself or httpstream from the baseline tree."""
+    return client in ("httpstream", BASELINE)
+
+
+def import_name(client: str) -> str:
+    """The module a client imports (the baseline is httpstream too)."""
+    return {BASELINE: "httpstream", "bare-aioquic": "aioquic"}.get(client, client)
+
+
+@dataclass
+class Duplex:
+    """Progress of a full-duplex echo, updated by the adapter as it goes:
+    bytes handed to the client as request body (``sent``), bytes of the
+    response body read (``received``), and ``sent`` at the moment the
+    response head arrived and when the first echoed byte arrived (None while
+    not yet)."""
+
+    sent: int = 0
+    received: int = 0
+    sent_at_head: int | None = None
+    sent_at_first_byte: int | None = None
+
+    def body(self, chunks: int, chunk: bytes) -> AsyncIterator[bytes]:
+        async def gen() -> AsyncIterator[bytes]:
+            for _ in range(chunks):
+                self.sent += len(chunk)
+                yield chunk
+
+        return gen()
+
+    def got(self, n: int) -> None:
+        if self.sent_at_first_byte is None and n:
+            self.sent_at_first_byte = self.sent
+        self.received += n
 
 
 @dataclass(frozen=True)
@@ -109,6 +156,12 @@ class Adapter:
     async def probe_protocol(self, url: str) -> str:
         raise NotImplementedError
 
+    async def duplex_echo(self, url: str, chunks: int, chunk_size: int, progress: Duplex) -> str:
+        """POST ``chunks`` chunks of ``chunk_size`` bytes as a streamed body
+        (an async generator) to an echo server, reading the echoed response
+        body at the same time; returns the protocol of the response."""
+        raise AdapterError(f"{self.name} does not run the duplex echo")
+
     def pool_info(self) -> dict[str, Any]:
         """Client-side view of the pool, where the library exposes one."""
         return {}
@@ -131,9 +184,9 @@ class HttpxStyleAdapter(Adapter):
         if self.tls is not None:
             kwargs["http2"] = self.tls.http2
             # httpstream takes a CA path; httpx 0.28 deprecates str for verify=
-            kwargs["verify"] = self.tls.ca_path if self.name == "httpstream" else self.tls.ssl_context()
+            kwargs["verify"] = self.tls.ca_path if is_httpstream(self.name) else self.tls.ssl_context()
             if self.tls.http3 is not None:
-                if self.name != "httpstream":
+                if not is_httpstream(self.name):
                     raise AdapterError(f"{self.name} does not speak HTTP/3")
                 kwargs["http3"] = "only" if self.tls.http3 == "only" else True
         self.client = await self._stack.enter_async_context(self.mod.AsyncClient(**kwargs))
@@ -178,6 +231,16 @@ class HttpxStyleAdapter(Adapter):
                 n += len(chunk)
                 break
         return n
+
+    async def duplex_echo(self, url: str, chunks: int, chunk_size: int, progress: Duplex) -> str:
+        body = progress.body(chunks, b"x" * chunk_size)
+        async with self.client.stream("POST", url, content=body) as r:
+            progress.sent_at_head = progress.sent
+            _check_status(self._status(r), url)
+            got = progress.got
+            async for chunk in r.aiter_raw():
+                got(len(chunk))
+            return normalize_version(r.http_version)
 
 
 # ---------------------------------------------------------------------------
@@ -224,6 +287,18 @@ class AiohttpAdapter(Adapter):
                 n += len(chunk)
                 break
         return n
+
+    async def duplex_echo(self, url: str, chunks: int, chunk_size: int, progress: Duplex) -> str:
+        # aiohttp writes the request body in a task of its own and hands
+        # back the response at its head (HTTP/1.1 only)
+        body = progress.body(chunks, b"x" * chunk_size)
+        async with self.session.post(url, data=body) as r:
+            progress.sent_at_head = progress.sent
+            _check_status(r.status, url)
+            got = progress.got
+            async for chunk in r.content.iter_any():
+                got(len(chunk))
+            return normalize_version(r.version)
 
 
 # ---------------------------------------------------------------------------
@@ -524,9 +599,7 @@ class BareH3Adapter(Adapter):
 def library_version(client: str) -> str:
     if client == "bare":
         return "-"
-    if client == "bare-aioquic":
-        client = "aioquic"
-    mod = importlib.import_module(client)
+    mod = importlib.import_module(import_name(client))
     return str(getattr(mod, "__version__", "?"))
 
 
@@ -548,8 +621,8 @@ def make_adapter(client: str, tls: TLS | None = None) -> Adapter:
         if tls is None or tls.http3 != "only":
             raise ValueError("the bare-aioquic client speaks HTTP/3 only (TLS(..., http3='only'))")
         return BareH3Adapter(tls)
-    if client in ("httpx", "httpstream"):
-        mod = importlib.import_module(client)
+    if client in ("httpx", "httpstream", BASELINE):
+        mod = importlib.import_module(import_name(client))
         if not hasattr(mod, "AsyncClient"):
             # e.g. a package still being written (no __init__ / no export yet)
             raise ImportError(f"{client} does not export AsyncClient (yet)")

@@ -4,8 +4,16 @@ and ratios (httpstream / peer) and writes bench/results/latest.json.
 
 The ``h2_*`` scenarios run against nginx's second server block (TLS with a
 per-run trustme certificate, HTTP/2 by ALPN), the ``h3_*`` scenarios against a
-private caddy (HTTP/3 over QUIC, bench/caddy.py); see bench/README.md.  Each
-server is started only when a selected scenario needs it.
+private caddy (HTTP/3 over QUIC, bench/caddy.py), the ``*_duplex_echo``
+scenarios against a private hypercorn echo server (bench/echo.py); see
+bench/README.md.  Each server is started only when a selected scenario needs
+it.
+
+``--baseline TREE`` adds the client ``httpstream-baseline``: httpstream
+imported from another source tree (e.g. a git worktree of the starting
+commit), run in the same repetitions, interleaved with the current one; the
+report then opens with the ratio httpstream / httpstream-baseline per
+scenario and metric.
 """
 
 from __future__ import annotations
@@ -26,22 +34,25 @@ from pathlib import Path
 from typing import Any
 
 from bench.caddy import Caddy, CaddyError
-from bench.clients import CLIENTS, H2_CLIENTS, H3_CLIENTS
+from bench.clients import BASELINE, CLIENTS, H2_CLIENTS, H3_CLIENTS, is_httpstream
+from bench.echo import EchoError, EchoServer
 from bench.nginx import Nginx, NginxError
-from bench.worker import H2_SCENARIOS, H3_SCENARIOS, SCENARIOS
+from bench.worker import DUPLEX_SCENARIOS, H2_SCENARIOS, H3_SCENARIOS, SCENARIOS
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 SUBJECT = "httpstream"
 
+# plain HTTP/1.1 clients (bare-aioquic speaks HTTP/3 only)
+H1_CLIENTS = tuple(c for c in CLIENTS if c != "bare-aioquic")
 # clients that take part in each scenario (bare: no HTTP library at all)
 SCENARIO_CLIENTS = {
-    "seq_small": CLIENTS,
-    "conc10_small": CLIENTS,
-    "big_download": CLIENTS,
-    "early_close": tuple(c for c in CLIENTS if c != "bare"),
-    "early_close_small": tuple(c for c in CLIENTS if c != "bare"),
+    "seq_small": H1_CLIENTS,
+    "conc10_small": H1_CLIENTS,
+    "big_download": H1_CLIENTS,
+    "early_close": tuple(c for c in H1_CLIENTS if c != "bare"),
+    "early_close_small": tuple(c for c in H1_CLIENTS if c != "bare"),
     # HTTP/2 over TLS; aiohttp (HTTP/1.1 only) joins h2_conc100 over TLS
     # HTTP/1.1 as a reference point
     "h2_conc100": (*H2_CLIENTS, "aiohttp"),
@@ -52,7 +63,13 @@ SCENARIO_CLIENTS = {
     "h3_big": H3_CLIENTS,
     # fallback from a blackholed Alt-Svc: niquests (Alt-Svc discovery too) as
     # the reference
-    "h3_fallback": ("httpstream", "niquests"),
+    "h3_fallback": ("httpstream", BASELINE, "niquests"),
+    # full duplex against hypercorn: the clients that can stream a request
+    # body (httpx and the baseline httpstream are expected to stall: they
+    # read the response only after the whole upload); aiohttp over TLS is
+    # HTTP/1.1, a reference
+    "h1_duplex_echo": ("httpstream", BASELINE, "httpx", "aiohttp"),
+    "h2_duplex_echo": ("httpstream", BASELINE, "httpx", "aiohttp"),
 }
 
 # how a client is shown in a scenario's tables when it is not what the
@@ -61,6 +78,7 @@ LABELS = {
     ("h2_conc100", "aiohttp"): "aiohttp (HTTP/1.1 over TLS, reference)",
     ("h3_conc100", "bare-aioquic"): "bare-aioquic (baseline)",
     ("h3_big", "bare-aioquic"): "bare-aioquic (baseline)",
+    ("h2_duplex_echo", "aiohttp"): "aiohttp (HTTP/1.1 over TLS, reference)",
 }
 
 # targets for httpstream: (scenario, metric key) -> (peer or None for the
@@ -70,14 +88,29 @@ TARGETS: dict[tuple[str, str], tuple[str | None, str, float]] = {
     ("h3_fallback", "value"): (None, "<", 1000.0),
 }
 
+# requests (duplex: 64 KiB chunks, 4096 = 256 MiB)
 COUNTS = {
-    "default": {"seq_small": 5000, "conc10_small": 10000, "h2_conc100": 20000, "h3_conc100": 5000},
-    "quick": {"seq_small": 1000, "conc10_small": 2000, "h2_conc100": 4000, "h3_conc100": 1000},
+    "default": {
+        "seq_small": 5000,
+        "conc10_small": 10000,
+        "h2_conc100": 20000,
+        "h3_conc100": 5000,
+        "h1_duplex_echo": 4096,
+        "h2_duplex_echo": 4096,
+    },
+    "quick": {
+        "seq_small": 1000,
+        "conc10_small": 2000,
+        "h2_conc100": 4000,
+        "h3_conc100": 1000,
+        "h1_duplex_echo": 1024,
+        "h2_duplex_echo": 1024,
+    },
 }
 
 # per-worker time limit for scenarios where a peer is known to stall, or that
 # are short by design (min with --timeout)
-SCENARIO_TIMEOUTS = {"h2_early_close": 30.0, "h3_fallback": 30.0}
+SCENARIO_TIMEOUTS = {"h2_early_close": 30.0, "h3_fallback": 30.0, "h1_duplex_echo": 150.0, "h2_duplex_echo": 150.0}
 
 
 @dataclass(frozen=True)
@@ -173,6 +206,24 @@ METRICS: dict[str, tuple[Metric, ...]] = {
         Metric("third_ms", "3rd GET (the alternative is known to be broken: plain TCP)", "ms", False),
         Metric("first_ms", "1st GET (TCP, learns the Alt-Svc entry)", "ms", False),
     ),
+    "h1_duplex_echo": (
+        Metric(
+            "value",
+            "full-duplex echo over HTTP/1.1 chunked (hypercorn): bytes echoed / wall time, 64 KiB chunks up",
+            "MB/s",
+            True,
+        ),
+        Metric("peak_rss_mb", "peak RSS of the worker during the echo", "MB", False),
+    ),
+    "h2_duplex_echo": (
+        Metric(
+            "value",
+            "full-duplex echo over TLS HTTP/2 (hypercorn): bytes echoed / wall time, 64 KiB chunks up",
+            "MB/s",
+            True,
+        ),
+        Metric("peak_rss_mb", "peak RSS of the worker during the echo", "MB", False),
+    ),
 }
 
 
@@ -181,21 +232,33 @@ def _log(msg: str) -> None:
 
 
 def worker_cmd(
-    client: str, scenario: str, base_url: str, count: int, tag: str, ca_path: str | None = None
+    client: str,
+    scenario: str,
+    base_url: str,
+    count: int,
+    tag: str,
+    ca_path: str | None = None,
+    baseline: Path | None = None,
 ) -> list[str]:
     cmd = [sys.executable, "-m", "bench.worker", client, scenario, base_url]
     if count:
         cmd += ["--count", str(count)]
     if scenario.startswith("early_close") or scenario in H2_SCENARIOS or scenario in H3_SCENARIOS:
         cmd += ["--tag", tag]
-    if (scenario in H2_SCENARIOS or scenario in H3_SCENARIOS) and ca_path:
+    if (scenario in H2_SCENARIOS or scenario in H3_SCENARIOS or scenario == "h2_duplex_echo") and ca_path:
         cmd += ["--ca", ca_path]
+    if client == BASELINE and baseline is not None:
+        cmd += ["--httpstream-path", str(baseline)]
     return cmd
 
 
-def run_worker(cmd: list[str], timeout: float, cpu: int | None) -> dict[str, Any]:
+def run_worker(cmd: list[str], timeout: float, cpu: int | None, baseline: Path | None = None) -> dict[str, Any]:
+    """Run one worker; ``baseline``: the tree of httpstream-baseline, first
+    on PYTHONPATH (the worker also puts it first on sys.path, ahead of the
+    cwd that ``-m`` adds: both trees have a ``bench`` and an ``httpstream``)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    paths = (str(baseline) if baseline else "", str(REPO_ROOT), env.get("PYTHONPATH", ""))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env.pop("PYTHONASYNCIODEBUG", None)
     with subprocess.Popen(
         cmd,
@@ -265,7 +328,7 @@ def render(results: dict[str, Any], scenarios: list[str], command: str, meta: di
     out: list[str] = []
     out.append("# httpstream benchmark\n")
     out.append(f"Command: `{command}`\n")
-    servers = [f"{name} {meta[name]}" for name in ("nginx", "caddy") if meta.get(name)]
+    servers = [f"{name} {meta[name]}" for name in ("nginx", "caddy", "hypercorn") if meta.get(name)]
     out.append(
         f"{' and '.join(servers) or 'no server'} on 127.0.0.1, Python {meta['python']}, "
         f"{meta['cpus']} CPUs, {meta['reps']} repetitions, "
@@ -277,11 +340,20 @@ def render(results: dict[str, Any], scenarios: list[str], command: str, meta: di
         + "/".join(f"{x:.2f}" for x in meta["loadavg_end"])
         + ".\n"
     )
+    sources = meta.get("sources") or {}
+    if sources:
+        out.append(
+            "httpstream sources: "
+            + "; ".join(f"{c}: `{f}` ({meta.get('source_revs', {}).get(c, '?')})" for c, f in sources.items())
+            + ".\n"
+        )
     out.append(
         "Ratio column = httpstream median / peer median. For req/s and MB/s "
         "a ratio > 1 means httpstream is better; for MB (RSS), conns and ms "
         "a ratio < 1 means httpstream is better.\n"
     )
+    if any(BASELINE in results[sc]["clients"] for sc in scenarios):
+        out.extend(_render_baseline(results, scenarios))
     for sc in scenarios:
         for m in METRICS[sc]:
             out.append(f"## {sc} — {m.unit} ({m.label}; {'higher' if m.higher_is_better else 'lower'} is better)\n")
@@ -308,10 +380,94 @@ def render(results: dict[str, Any], scenarios: list[str], command: str, meta: di
             out.extend(_render_fallback_details(sc, results[sc]["clients"]))
         elif sc in H3_SCENARIOS:
             out.extend(_render_h2_details(sc, results[sc]["clients"], server="caddy `proto`"))
+        elif sc in DUPLEX_SCENARIOS:
+            out.extend(_render_duplex_details(sc, results[sc]["clients"]))
         example = results[sc].get("worker_cmd")
         if example:
             out.append(f"Worker command: `{example}`\n")
     return "\n".join(out)
+
+
+# a change of httpstream against httpstream-baseline beyond this is flagged
+BASELINE_TOLERANCE = 0.05
+
+
+def _render_baseline(results: dict[str, Any], scenarios: list[str]) -> list[str]:
+    """httpstream / httpstream-baseline per scenario and metric (medians)."""
+    out = [
+        f"## httpstream / {BASELINE} (medians, same run)\n",
+        f"| scenario | metric | unit | httpstream | {BASELINE} | ratio | change |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
+    for sc in scenarios:
+        rows = results[sc]["clients"]
+        if BASELINE not in rows:
+            continue
+        for m in METRICS[sc]:
+            cur, base = (rows.get(c, {}).get("metrics", {}).get(m.key, {}).get("median") for c in (SUBJECT, BASELINE))
+            if cur is None or base is None or base == 0:
+                notes = [f"{c}: {rows[c]['note']}" for c in (SUBJECT, BASELINE) if rows.get(c, {}).get("note")]
+                change = "n/a" + (f" ({', '.join(notes)})" if notes else "")
+            else:
+                r = cur / base
+                worse = (1.0 - r) if m.higher_is_better else (r - 1.0)
+                if abs(worse) < 0.0005:
+                    change = "same"
+                else:
+                    change = f"{abs(worse) * 100:.1f}% {'worse' if worse > 0 else 'better'}"
+                if worse > BASELINE_TOLERANCE:
+                    change = f"**{change}**"
+            key = "" if m.key == "value" else f" ({m.key})"
+            out.append(
+                f"| {sc} | {m.label}{key} | {m.unit} | {_fmt(cur, m.unit)} | {_fmt(base, m.unit)} | "
+                f"{_ratio(cur, base)} | {change} |"
+            )
+    out.append("")
+    out.append(
+        f"For req/s and MB/s a ratio > 1 means httpstream is faster than {BASELINE}; for ms, MB and "
+        f"conns a ratio < 1 means it is better. Changes worse than {BASELINE_TOLERANCE:.0%} are in bold.\n"
+    )
+    return out
+
+
+def _render_duplex_details(sc: str, rows: dict[str, Any]) -> list[str]:
+    """Per client: protocol, how much of the upload was handed over when the
+    response head and the first echoed byte arrived, timeouts."""
+    out = [
+        f"### {sc} — full duplex (all runs)\n",
+        "| client | protocol (client) | MiB uploaded at response head | MiB uploaded at first echoed byte "
+        "| full duplex | timed out | note |",
+        "|---|---|---:|---:|---|---:|---|",
+    ]
+    for client, r in rows.items():
+        runs = r["raw"]
+        label = LABELS.get((sc, client), client)
+        if not runs:
+            out.append(f"| {label} | n/a | n/a | n/a | n/a | 0/0 | {r.get('note', '')} |")
+            continue
+        protos = [str(x["protocol"]) for x in runs if x.get("protocol")]
+        duplex = _counts(["yes" if x["full_duplex"] else "no" for x in runs if "full_duplex" in x])
+        heads = [x["sent_at_head_mib"] for x in runs if x.get("sent_at_head_mib") is not None]
+        firsts = [x["sent_at_first_byte_mib"] for x in runs if x.get("sent_at_first_byte_mib") is not None]
+        timeouts = sum(1 for x in runs if x.get("timeout"))
+        errors = {str(x.get("error", ""))[:220] for x in runs if not x.get("ok")}
+        med = statistics.median
+        out.append(
+            f"| {label} | {_counts(protos)} | {f'{med(heads):.1f}' if heads else 'n/a'} | "
+            f"{f'{med(firsts):.1f}' if firsts else 'n/a'} | {duplex} | {timeouts}/{len(runs)} | "
+            + "; ".join(sorted(e.replace("|", "/") for e in errors if e))
+            + " |"
+        )
+    out.append("")
+    out.append(
+        "Full duplex: the head and the first echoed bytes arrive while the upload is still going (a few MiB "
+        "uploaded at most). A client that sends the whole body before it reads the response stalls once the "
+        "buffers and flow-control windows on the way are full: no byte moves for 10 s and the run counts as "
+        "timed out. Over HTTP/2 hypercorn keeps buffering the echo while the client's window is closed, so "
+        'such a client gets through instead: "not full duplex", its MB/s is left out of the tables '
+        "(`half_duplex_mb_s` in the JSON). Either way its remaining reps are skipped.\n"
+    )
+    return out
 
 
 def _counts(values: list[str]) -> str:
@@ -423,19 +579,28 @@ def _python_display() -> str:
         return str(exe)
 
 
-def _git_rev() -> str:
+def _git_rev(tree: Path = REPO_ROOT) -> str:
+    """Short commit of ``tree``, with "+ uncommitted changes" when its
+    httpstream/ differs from it."""
+    rev = _git(tree, "rev-parse", "--short", "HEAD") or "no commit"
+    if _git(tree, "status", "--porcelain", "--", "httpstream"):
+        rev += " + uncommitted changes in httpstream/"
+    return rev
+
+
+def _git(tree: Path, *args: str) -> str:
     try:
         proc = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO_ROOT,
+            ["git", *args],
+            cwd=tree,
             capture_output=True,
             text=True,
             timeout=10,
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return proc.stdout.strip() or "no commit"
+        return ""
+    return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -453,8 +618,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--clients",
-        default=",".join(CLIENTS),
-        help=f"comma-separated subset of: {','.join(CLIENTS)}",
+        default=None,
+        help=f"comma-separated subset of: {','.join(CLIENTS)} (default: all; {BASELINE} only with --baseline)",
+    )
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        metavar="TREE",
+        help=f"source tree (e.g. a git worktree of another commit) whose httpstream the {BASELINE} client runs",
     )
     p.add_argument("--timeout", type=float, default=300.0, help="per-worker timeout, s")
     p.add_argument("--no-pin", action="store_true", help="do not pin nginx/worker to CPUs")
@@ -466,11 +638,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     args.scenarios = [s for s in args.scenarios.split(",") if s]
-    args.clients = [c for c in args.clients.split(",") if c]
+    if args.clients is None:
+        args.clients = [c for c in CLIENTS if c != BASELINE or args.baseline is not None]
+    else:
+        args.clients = [c for c in args.clients.split(",") if c]
     bad = [s for s in args.scenarios if s not in SCENARIOS]
     bad += [c for c in args.clients if c not in CLIENTS]
     if bad:
         p.error(f"unknown scenario/client: {', '.join(bad)}")
+    if args.baseline is not None:
+        args.baseline = args.baseline.resolve()
+        if not (args.baseline / "httpstream" / "__init__.py").is_file():
+            p.error(f"--baseline {args.baseline}: no httpstream/__init__.py there")
+        if args.baseline == REPO_ROOT:
+            p.error("--baseline names this tree itself")
+    if BASELINE in args.clients and args.baseline is None:
+        p.error(f"client {BASELINE} needs --baseline TREE")
     if args.reps is None:
         args.reps = 3 if args.quick else 5
     if args.reps < 1:
@@ -503,10 +686,13 @@ def main(argv: list[str] | None = None) -> int:
     unavailable: dict[str, str] = {}
     timed_out: set[tuple[str, str]] = set()
 
-    need_nginx = any(sc not in H3_SCENARIOS for sc in args.scenarios)
+    need_nginx = any(sc not in H3_SCENARIOS and sc not in DUPLEX_SCENARIOS for sc in args.scenarios)
     need_caddy = any(sc in H3_SCENARIOS for sc in args.scenarios)
+    need_echo = any(sc in DUPLEX_SCENARIOS for sc in args.scenarios)
     ng: Nginx | None = None
     cd: Caddy | None = None
+    ec: EchoServer | None = None
+    sources: dict[str, str] = {}
     try:
         with contextlib.ExitStack() as servers:
             if need_nginx:
@@ -525,14 +711,30 @@ def main(argv: list[str] | None = None) -> int:
                     f"(h1, Alt-Svc h3 -> blackholed UDP port {cd.blackhole_port}) (tmp {cd.tmp}); warming up /big ..."
                 )
                 cd.warm_up()
+            if need_echo:
+                ec = servers.enter_context(EchoServer(cpu=nginx_cpu))
+                _log(
+                    f"[bench] hypercorn {ec.version} echo server at {ec.base_url} (HTTP/1.1) and "
+                    f"{ec.tls_base_url} (TLS, h2) (tmp {ec.tmp})"
+                )
             for client in args.clients:
                 res = run_worker(
-                    [sys.executable, "-m", "bench.worker", client, "probe", "-"],
+                    worker_cmd(client, "probe", "-", 0, "", baseline=args.baseline),
                     60.0,
                     worker_cpu,
+                    args.baseline if client == BASELINE else None,
                 )
+                if res.get("ok") and is_httpstream(client):
+                    # the package each httpstream client really imported
+                    src = str(res.get("httpstream_file") or "?")
+                    sources[client] = src
+                    in_baseline = args.baseline is not None and Path(src).resolve().is_relative_to(args.baseline)
+                    if in_baseline != (client == BASELINE):
+                        res = {"ok": False, "error": f"imported httpstream from {src} (wrong tree)"}
                 if res.get("ok"):
                     versions[client] = res.get("version", "?")
+                    if client in sources:
+                        _log(f"[bench] {client}: httpstream from {sources[client]}")
                 else:
                     unavailable[client] = res.get("error", "unavailable")
                     versions[client] = "n/a"
@@ -548,7 +750,11 @@ def main(argv: list[str] | None = None) -> int:
                         tag = f"{client}-{sc}-{rep}"
                         h2 = sc in H2_SCENARIOS
                         h3 = sc in H3_SCENARIOS
-                        if h3:
+                        if sc in DUPLEX_SCENARIOS:
+                            assert ec is not None
+                            base = ec.tls_base_url if sc == "h2_duplex_echo" else ec.base_url
+                            ca = str(ec.ca_path)
+                        elif h3:
                             assert cd is not None
                             base = cd.fallback_url if sc == "h3_fallback" else cd.base_url
                             ca = str(cd.ca_path)
@@ -557,11 +763,12 @@ def main(argv: list[str] | None = None) -> int:
                             assert ng is not None
                             base = ng.h2_base_url if h2 else ng.base_url
                             ca = str(ng.ca_path) if ng.ca_path else None
-                        cmd = worker_cmd(client, sc, base, counts.get(sc, 0), tag, ca)
-                        examples.setdefault(
-                            sc,
-                            shlex.join([_python_display(), *cmd[1:3], "CLIENT", *cmd[4:]]).replace(tag, "TAG"),
-                        )
+                        cmd = worker_cmd(client, sc, base, counts.get(sc, 0), tag, ca, args.baseline)
+                        if client != BASELINE:
+                            examples.setdefault(
+                                sc,
+                                shlex.join([_python_display(), *cmd[1:3], "CLIENT", *cmd[4:]]).replace(tag, "TAG"),
+                            )
                         log_offset = 0
                         blackhole_before = None
                         if h2:
@@ -572,7 +779,12 @@ def main(argv: list[str] | None = None) -> int:
                             log_offset = cd.log_offset(caddy_log)
                             blackhole_before = cd.blackhole_counters()
                         t0 = time.monotonic()
-                        res = run_worker(cmd, min(args.timeout, SCENARIO_TIMEOUTS.get(sc, args.timeout)), worker_cpu)
+                        res = run_worker(
+                            cmd,
+                            min(args.timeout, SCENARIO_TIMEOUTS.get(sc, args.timeout)),
+                            worker_cpu,
+                            args.baseline if client == BASELINE else None,
+                        )
                         res["wall_s"] = round(time.monotonic() - t0, 3)
                         res["rep"] = rep
                         if res.get("ok") and sc.startswith("early_close"):
@@ -596,18 +808,21 @@ def main(argv: list[str] | None = None) -> int:
                                 res["blackhole_drops_delta"] = after[1] - blackhole_before[1]
                                 res["blackhole_hit"] = after != blackhole_before
                         raw[sc][client].append(res)
-                        if res.get("killed"):
-                            timed_out.add((client, sc))  # don't burn more reps on it
+                        if res.get("killed") or (
+                            sc in DUPLEX_SCENARIOS and (res.get("timeout") or res.get("half_duplex"))
+                        ):
+                            timed_out.add((client, sc))  # don't burn more reps on it (a deadlock)
                         shown = res.get("value")
                         _log(
-                            f"[bench] rep {rep + 1}/{args.reps} {sc:<18} {client:<10} "
+                            f"[bench] rep {rep + 1}/{args.reps} {sc:<18} {client:<19} "
                             + (
                                 f"{shown:,.1f} {res.get('unit', '')}"
                                 if res.get("ok") and shown is not None
-                                else f"FAILED: {res.get('error', '?')[:200]}"
+                                else ("n/a: " if res.get("timeout") or res.get("half_duplex") else "FAILED: ")
+                                + str(res.get("error", "?"))[:200]
                             )
                         )
-    except (NginxError, CaddyError) as exc:
+    except (NginxError, CaddyError, EchoError) as exc:
         _log(f"[bench] ERROR: {exc}")
         return 2
 
@@ -628,7 +843,12 @@ def main(argv: list[str] | None = None) -> int:
                 entry["note"] = "unavailable"
                 entry["error"] = unavailable[client]
             elif runs and not ok:
-                entry["note"] = "timed out" if all(r.get("timeout") for r in runs) else "failed"
+                if all(r.get("timeout") for r in runs):
+                    entry["note"] = "timed out"
+                elif all(r.get("half_duplex") for r in runs):
+                    entry["note"] = "not full duplex"
+                else:
+                    entry["note"] = "failed"
                 entry["error"] = runs[-1].get("error")
             results[sc]["clients"][client] = entry
 
@@ -637,6 +857,11 @@ def main(argv: list[str] | None = None) -> int:
         "git": git_rev,
         "nginx": ng.version if ng is not None else None,
         "caddy": cd.version if cd is not None else None,
+        "hypercorn": ec.version if ec is not None else None,
+        # httpstream.__file__ of each httpstream client, and the commit of its tree
+        "sources": sources,
+        "source_revs": {c: _git_rev(args.baseline) if c == BASELINE and args.baseline else git_rev for c in sources},
+        "baseline": str(args.baseline) if args.baseline else None,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": cpus,

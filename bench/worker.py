@@ -1,13 +1,22 @@
 """Benchmark worker: runs ONE scenario with ONE client and prints one JSON line.
 
     python -m bench.worker CLIENT SCENARIO BASE_URL [--count N] [--tag TAG] [--ca CA.pem]
+                           [--httpstream-path TREE]
 
 BASE_URL is the nginx root, e.g. ``http://127.0.0.1:8080``; for the ``h2_*``
 scenarios it is the TLS server, e.g. ``https://127.0.0.1:8443``, and ``--ca``
 names the CA file that signed its certificate.  For ``h3_conc100`` and
 ``h3_big`` it is caddy's HTTP/3 site, for ``h3_fallback`` caddy's HTTP/1.1
 site whose responses advertise a blackholed UDP port with Alt-Svc (see
-bench/caddy.py), with ``--ca`` caddy's CA file.  The last line of stdout is
+bench/caddy.py), with ``--ca`` caddy's CA file.  For ``h1_duplex_echo`` it is
+the hypercorn echo server's plain port, for ``h2_duplex_echo`` its TLS port
+(bench/echo.py), with ``--ca`` its CA file.
+
+Client ``httpstream-baseline`` needs ``--httpstream-path TREE``: the worker
+puts TREE first on ``sys.path`` before anything imports httpstream (``bench``
+itself still comes from this tree), and checks that ``httpstream.__file__``
+lies inside TREE.  For both httpstream clients the JSON has
+``httpstream_file``.  The last line of stdout is
 always a JSON object with at least ``ok`` (bool); on failure it has ``error``
 and, when the client library cannot be imported, ``unavailable``; a run that
 stalled past its bound has ``timeout: true``.
@@ -26,7 +35,7 @@ import time
 import traceback
 from typing import Any
 
-from bench.clients import CLIENTS, TLS, Adapter, make_adapter, probe
+from bench.clients import BASELINE, CLIENTS, TLS, Adapter, Duplex, is_httpstream, make_adapter, probe
 
 SCENARIOS = (
     "seq_small",
@@ -40,11 +49,15 @@ SCENARIOS = (
     "h3_conc100",
     "h3_big",
     "h3_fallback",
+    "h1_duplex_echo",
+    "h2_duplex_echo",
 )
 # scenarios run against the TLS + HTTP/2 server (need --ca)
 H2_SCENARIOS = ("h2_conc100", "h2_big", "h2_early_close")
 # scenarios run against caddy (HTTP/3; need --ca)
 H3_SCENARIOS = ("h3_conc100", "h3_big", "h3_fallback")
+# scenarios run against the hypercorn echo server (h2_duplex_echo needs --ca)
+DUPLEX_SCENARIOS = ("h1_duplex_echo", "h2_duplex_echo")
 BIG_SIZE = 1 << 30
 H3_BIG_SIZE = 256 * 1024 * 1024  # caddy's /big
 SMALL_LEN = len(b"hello world\n")
@@ -52,7 +65,16 @@ MID_SIZE = 40 * 1024
 CONCURRENCY = 10
 H2_CONCURRENCY = 100
 EARLY_CLOSE_FOLLOWUP = 100
-DEFAULT_COUNTS = {"seq_small": 5000, "conc10_small": 10000, "h2_conc100": 20000, "h3_conc100": 5000}
+DUPLEX_CHUNK = 65536
+# duplex scenarios: --count is the number of 64 KiB chunks (4096 = 256 MiB)
+DEFAULT_COUNTS = {
+    "seq_small": 5000,
+    "conc10_small": 10000,
+    "h2_conc100": 20000,
+    "h3_conc100": 5000,
+    "h1_duplex_echo": 4096,
+    "h2_duplex_echo": 4096,
+}
 INNER_TIMEOUT = 280.0  # seconds; the harness kills the process at 300 s
 # h2_early_close: a client that stalls after the early close is given up on
 # after this long (the harness kills the worker at 30 s)
@@ -60,11 +82,27 @@ H2_EARLY_CLOSE_TIMEOUT = 20.0
 # h3_fallback: the three requests must be done within this (the harness kills
 # the worker at 30 s)
 H3_FALLBACK_TIMEOUT = 20.0
+# duplex echo: a run in which no byte went up or came back for DUPLEX_STALL s
+# has deadlocked (a client that sends the whole body before it reads the
+# response); the whole echo must be done within DUPLEX_TIMEOUT (the harness
+# kills the worker at 150 s)
+DUPLEX_STALL = 10.0
+DUPLEX_TIMEOUT = 120.0
+DUPLEX_WARMUP_TIMEOUT = 15.0
 CLOSE_TIMEOUT = 5.0  # closing the client at the end of a run
 
 
 class ScenarioError(RuntimeError):
     pass
+
+
+class NotFullDuplex(ScenarioError):
+    """The echo completed, but the client read the response only after its
+    whole upload (the server buffered the echo); ``partial`` holds the run."""
+
+    def __init__(self, message: str, partial: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.partial = partial
 
 
 class ScenarioTimeout(ScenarioError):
@@ -399,6 +437,104 @@ async def h3_fallback(a: Adapter, base: str, count: int, tag: str) -> dict[str, 
     return out
 
 
+# ---------------------------------------------------------------------------
+# Full-duplex echo against hypercorn (bench/echo.py): the request body goes up
+# while the echoed response body comes down.
+# ---------------------------------------------------------------------------
+async def _duplex_echo(a: Adapter, url: str, chunks: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"unit": "MB/s", "chunk_size": DUPLEX_CHUNK, "chunks": chunks}
+    # warm-up (not timed): one chunk up and back opens the connection and
+    # runs the imports; it completes even for a client that sends the whole
+    # body before reading the response
+    warm = Duplex()
+    try:
+        out["protocol"] = await asyncio.wait_for(a.duplex_echo(url, 1, DUPLEX_CHUNK, warm), DUPLEX_WARMUP_TIMEOUT)
+    except Exception as exc:
+        if isinstance(exc, TimeoutError) or "timeout" in type(exc).__name__.lower():
+            raise ScenarioTimeout(f"timed out: the warm-up echo of one chunk ({type(exc).__name__})", out) from exc
+        raise
+    if warm.received != DUPLEX_CHUNK:
+        raise ScenarioError(f"warm-up echo: got {warm.received} bytes back of {DUPLEX_CHUNK}")
+    total = chunks * DUPLEX_CHUNK
+    progress = Duplex()
+    rss_before = _rss_mb()
+    maxrss_before = _maxrss_mb()
+    perf = time.perf_counter
+    cpu0, t0 = _cpu_s(), perf()
+    task = asyncio.ensure_future(a.duplex_echo(url, chunks, DUPLEX_CHUNK, progress))
+    seen, seen_t = (0, 0), t0
+    stalled = ""
+    while not task.done():
+        await asyncio.wait({task}, timeout=0.25)
+        now = perf()
+        if (progress.sent, progress.received) != seen:
+            seen, seen_t = (progress.sent, progress.received), now
+        elif now - seen_t > DUPLEX_STALL:
+            stalled = f"no byte sent or received for {DUPLEX_STALL:.0f} s"
+        if not task.done() and (stalled or now - t0 > DUPLEX_TIMEOUT):
+            stalled = stalled or f"not done after {DUPLEX_TIMEOUT:.0f} s"
+            break
+    exc = None if stalled or task.cancelled() else task.exception()
+    if exc is not None and "timeout" in type(exc).__name__.lower():
+        # the client's own timeout (httpx.WriteTimeout, ...): a stall too
+        stalled = f"the client raised {type(exc).__name__}: {str(exc)[:200]}"
+    if stalled:
+        task.cancel()
+        await asyncio.wait({task}, timeout=CLOSE_TIMEOUT)
+        out.update(
+            sent_mib=progress.sent / 2**20,
+            received_mib=progress.received / 2**20,
+            sent_at_head_mib=None if progress.sent_at_head is None else progress.sent_at_head / 2**20,
+        )
+        raise ScenarioTimeout(
+            f"timed out: {stalled} ({perf() - t0:.1f} s into the echo; "
+            f"{progress.sent / 2**20:.1f} MiB handed to the client, {progress.received / 2**20:.1f} MiB back; "
+            + ("response head not received" if progress.sent_at_head is None else "response head received")
+            + ")",
+            out,
+        )
+    out["protocol"] = task.result()
+    elapsed = perf() - t0
+    cpu = _cpu_s() - cpu0
+    if progress.received != total or progress.sent != total:
+        raise ScenarioError(f"echo: sent {progress.sent} bytes, got {progress.received} back, expected {total}")
+    out.update(
+        value=total / elapsed / 1e6,
+        bytes=total,
+        elapsed_s=elapsed,
+        cpu_s=cpu,
+        # how much of the upload had been handed over when the response head
+        # and the first echoed byte arrived: far below the total = full duplex
+        sent_at_head_mib=None if progress.sent_at_head is None else progress.sent_at_head / 2**20,
+        sent_at_first_byte_mib=None if progress.sent_at_first_byte is None else progress.sent_at_first_byte / 2**20,
+        rss_before_mb=rss_before,
+        maxrss_before_mb=maxrss_before,
+        peak_rss_mb=_maxrss_mb(),
+        ru_maxrss_mb=_ru_maxrss_mb(),
+        pool_end=a.pool_info(),
+    )
+    out["full_duplex"] = progress.sent_at_first_byte is not None and progress.sent_at_first_byte < total
+    if not out["full_duplex"]:
+        # hypercorn's HTTP/2 keeps buffering the echo while the client's
+        # window is closed, so a client that reads only after its upload gets
+        # through instead of stalling: not a full-duplex figure
+        out["half_duplex_mb_s"] = out.pop("value")
+        raise NotFullDuplex(
+            f"not full duplex: the first echoed byte was read after the whole upload "
+            f"({total / 2**20:.0f} MiB; the server buffered the echo); {out['half_duplex_mb_s']:.1f} MB/s that way",
+            out,
+        )
+    return out
+
+
+async def h1_duplex_echo(a: Adapter, base: str, count: int, tag: str) -> dict[str, Any]:
+    return await _duplex_echo(a, f"{base}/echo", count)
+
+
+async def h2_duplex_echo(a: Adapter, base: str, count: int, tag: str) -> dict[str, Any]:
+    return await _duplex_echo(a, f"{base}/echo", count)
+
+
 RUNNERS = {
     "seq_small": seq_small,
     "conc10_small": conc10_small,
@@ -411,12 +547,14 @@ RUNNERS = {
     "h3_conc100": h3_conc100,
     "h3_big": h3_big,
     "h3_fallback": h3_fallback,
+    "h1_duplex_echo": h1_duplex_echo,
+    "h2_duplex_echo": h2_duplex_echo,
 }
 
 
 async def _run(client: str, scenario: str, base: str, count: int, tag: str, ca: str | None) -> dict[str, Any]:
     tls = None
-    if scenario in H2_SCENARIOS:
+    if scenario in H2_SCENARIOS or scenario == "h2_duplex_echo":
         if not ca:
             raise ScenarioError(f"{scenario} needs --ca (the TLS server's CA file)")
         tls = TLS(ca, http2=True)  # aiohttp: HTTP/1.1 over TLS
@@ -445,6 +583,23 @@ async def _run(client: str, scenario: str, base: str, count: int, tag: str, ca: 
     return result
 
 
+def _use_tree(tree: str | None) -> None:
+    """Make ``import httpstream`` find TREE/httpstream (the baseline client)."""
+    if not tree:
+        raise ImportError(f"{BASELINE} needs --httpstream-path (the harness's --baseline)")
+    root = os.path.realpath(tree)
+    if not os.path.isfile(os.path.join(root, "httpstream", "__init__.py")):
+        raise ImportError(f"{root} has no httpstream/__init__.py")
+    if "httpstream" in sys.modules:
+        raise ImportError("httpstream was imported before --httpstream-path took effect")
+    sys.path.insert(0, root)
+    import httpstream
+
+    got = os.path.realpath(httpstream.__file__ or "")
+    if not got.startswith(root + os.sep):
+        raise ImportError(f"httpstream imported from {got}, not from {root}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.worker")
     p.add_argument("client", choices=CLIENTS)
@@ -452,19 +607,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("base_url")
     p.add_argument("--count", type=int, default=0, help="requests (small scenarios)")
     p.add_argument("--tag", default="t", help="URL tag for the early_close, h2_* and h3_* scenarios")
-    p.add_argument("--ca", default=None, help="CA file of the TLS server (h2_* and h3_* scenarios)")
+    p.add_argument("--ca", default=None, help="CA file of the TLS server (h2_*, h3_*, h2_duplex_echo)")
+    p.add_argument(
+        "--httpstream-path",
+        default=None,
+        help=f"source tree whose httpstream package the {BASELINE} client imports (put first on sys.path)",
+    )
     args = p.parse_args(argv)
     base = args.base_url.rstrip("/")
     count = args.count or DEFAULT_COUNTS.get(args.scenario, 0)
     out: dict[str, Any] = {"client": args.client, "scenario": args.scenario}
     try:
+        if args.client == BASELINE:
+            _use_tree(args.httpstream_path)
         out["version"] = probe(args.client)
+        if is_httpstream(args.client):
+            out["httpstream_file"] = sys.modules["httpstream"].__file__
         if args.scenario != "probe":
             out.update(asyncio.run(_run(args.client, args.scenario, base, count, args.tag, args.ca)))
         out["ok"] = True
     except ScenarioTimeout as exc:
         out.update(exc.partial)
         out.update(ok=False, timeout=True, error=str(exc))
+    except NotFullDuplex as exc:
+        out.update(exc.partial)
+        out.update(ok=False, half_duplex=True, error=str(exc))
     except ImportError as exc:
         out.update(ok=False, unavailable=True, error=f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # every failure is reported as JSON

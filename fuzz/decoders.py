@@ -36,7 +36,7 @@ import zstandard
 from hypothesis import strategies as st
 
 import httpstream
-from httpstream._decoders import MAX_CONTENT_CODINGS, content_decoder
+from httpstream._codings import MAX_CONTENT_CODINGS, content_decoder
 
 from ._bodies import cut_points, pieces
 from ._h1_wire import mix, weighted

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from hypothesis import strategies as st
 
 import httpstream
-from httpstream._decoders import LineDecoder
+from httpstream._text import LineDecoder
 
 from ._bodies import cut_points, pieces, reference_lines, response_over
 from ._h1_wire import mix, weighted

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from hypothesis import strategies as st
 
 import httpstream
-from httpstream._decoders import MAX_EVENT_SIZE, SSEDecoder
+from httpstream._sse import MAX_EVENT_SIZE, SSEDecoder
 
 from ._bodies import cut_points, pieces, reference_lines, response_over
 from ._h1_wire import mix, weighted

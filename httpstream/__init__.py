@@ -2,10 +2,9 @@
 
 from ._api import delete, get, head, options, patch, post, put, request, stream
 from ._auth import Auth, BasicAuth, BearerAuth, DigestAuth, FunctionAuth
-from ._client import USE_CLIENT_DEFAULT, AsyncClient, AsyncTransport, StreamContext, __version__
+from ._client import USE_CLIENT_DEFAULT, AsyncClient, AsyncTransport, StreamContext
 from ._config import Limits, Timeout
 from ._cookies import Cookies
-from ._decoders import ServerSentEvent
 from ._eventsource import EventSource
 from ._exceptions import (
     ConnectError,
@@ -41,8 +40,11 @@ from ._models import Request, Response
 from ._pool import ConnectionPool, PoolStats
 from ._proxy import Proxy
 from ._retry import Retry
-from ._streams import ResponseStream
+from ._sse import ServerSentEvent
+from ._network import NetworkStream
+from ._streams import ResponseStream, Upload
 from ._urls import URL, Origin
+from ._version import __version__
 
 __all__ = [
     "URL",
@@ -84,6 +86,8 @@ __all__ = [
     "Retry",
     "ServerSentEvent",
     "ResponseStream",
+    "NetworkStream",
+    "Upload",
     "StaleConnection",
     "StreamClosed",
     "StreamConsumed",

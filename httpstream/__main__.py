@@ -37,7 +37,7 @@ commands:
 
 def _demo(argv: list[str]) -> int:
     try:
-        from . import _demo
+        from . import demo
     except ImportError as exc:
         print(
             f"httpstream demo: cannot import {exc.name or 'a dependency'}: the demo needs hypercorn and trustme.\n"
@@ -45,7 +45,7 @@ def _demo(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 1
-    return _demo.run(argv)
+    return demo.run(argv)
 
 
 def _not_built(name: str) -> Callable[[list[str]], int]:

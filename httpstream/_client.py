@@ -28,6 +28,7 @@ from typing import Any, Protocol, Union
 from urllib.parse import unquote
 
 from ._auth import Auth, AuthTypes, BasicAuth, to_auth
+from ._codings import accept_encoding
 from ._config import (
     DEFAULT_LIMITS,
     DEFAULT_TIMEOUT,
@@ -40,7 +41,6 @@ from ._config import (
 )
 from ._content import encode_request, with_progress
 from ._cookies import Cookies, CookieTypes, to_cookies
-from ._decoders import accept_encoding
 from ._exceptions import (
     InsecureRedirect,
     LocalProtocolError,
@@ -56,10 +56,10 @@ from ._proxy import ProxyTypes
 from ._retry import Retry, parse_retry_after
 from ._streams import BodyBuffer, ResponseStream
 from ._urls import URL, QueryParamTypes
+from ._version import __version__
 
 __all__ = ["AsyncClient", "AsyncTransport", "USE_CLIENT_DEFAULT", "StreamContext", "EventHook", "ProgressCallback"]
 
-__version__ = "0.1.0"
 USER_AGENT = f"httpstream/{__version__}"
 _PACKAGE_DIR = str(Path(__file__).parent)
 

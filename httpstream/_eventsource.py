@@ -37,7 +37,6 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._decoders import MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder
 from ._exceptions import (
     DecodingError,
     HTTPStatusError,
@@ -47,6 +46,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._headers import Headers, HeaderTypes
+from ._sse import MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder
 from ._urls import URL
 
 if TYPE_CHECKING:

@@ -194,8 +194,8 @@ class StreamConsumed(StreamError):
 class StreamClosed(StreamError):
     """The body was closed before it was read."""
 
-    def __init__(self) -> None:
-        super().__init__("the response body was closed before it was read")
+    def __init__(self, message: str = "the response body was closed before it was read") -> None:
+        super().__init__(message)
 
 
 class TooManyRedirects(HTTPStreamError):

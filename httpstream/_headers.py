@@ -97,13 +97,6 @@ class Headers(MutableMapping[str, str]):
             self.add(name, value)
 
     @classmethod
-    def from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
-        """Trusted fields straight from a parser (already validated)."""
-        new = cls.__new__(cls)
-        new._items = [(name, name.lower(), value) for name, value in raw]
-        return new
-
-    @classmethod
     def from_triples(cls, items: list[tuple[bytes, bytes, bytes]]) -> Headers:
         """Trusted (raw name, lower name, value) triples from a parser, taken as they are."""
         new = cls.__new__(cls)
@@ -224,17 +217,27 @@ _CONNECTION_SPECIFIC = frozenset(
 
 
 def multiplexed_request_fields(
-    method: str, scheme: str, authority: bytes, target: str, headers: Headers
+    method: str, scheme: str, authority: bytes, target: str, headers: Headers, *, protocol: str | None = None
 ) -> list[tuple[bytes, bytes]]:
     """An HTTP/2 or HTTP/3 request's field list: pseudo-headers first, then the
     request's fields (already lowercased and validated) minus connection-specific
-    ones; ``TE`` only as ``trailers``."""
-    out = [
-        (b":method", method.encode("ascii")),
-        (b":scheme", scheme.encode("ascii")),
-        (b":authority", authority),
-        (b":path", target.encode("ascii")),
-    ]
+    ones (``Host`` too: ``:authority`` carries it); ``TE`` only as ``trailers``.
+
+    CONNECT (RFC 9113 section 8.5) carries only ``:method`` and ``:authority``
+    (the target, ``host:port``); extended CONNECT (RFC 8441 section 4) adds
+    ``:protocol`` and keeps ``:scheme`` and ``:path``.
+    """
+    if method == "CONNECT" and protocol is None:
+        out = [(b":method", b"CONNECT"), (b":authority", target.encode("ascii"))]
+    else:
+        out = [
+            (b":method", method.encode("ascii")),
+            (b":scheme", scheme.encode("ascii")),
+            (b":authority", authority),
+            (b":path", target.encode("ascii")),
+        ]
+        if protocol is not None:
+            out.insert(1, (b":protocol", protocol.encode("ascii")))
     for _, name, value in headers.triples():
         if name in _CONNECTION_SPECIFIC or (name == b"te" and value.lower() != b"trailers"):
             continue

@@ -124,14 +124,20 @@ class HTTPXTransport(_TransportBase):
             response = await self._pool.handle_request(ours)
         except HTTPStreamError as exc:
             raise bridge.error(exc, request) from exc
+        extensions: dict[str, object] = {
+            "http_version": response.http_version.encode("ascii"),
+            "reason_phrase": response.reason_phrase.encode("latin-1", "replace"),
+        }
+        network_stream = response.extensions.get("network_stream")
+        if network_stream is not None:
+            # An Upgrade (101) or CONNECT (2xx): httpcore's extension, which
+            # httpx-ws and other httpx tools read; our stream has its methods.
+            extensions["network_stream"] = network_stream
         return httpx.Response(
             response.status_code,
             headers=response.headers.raw,
             stream=bridge.body(response, request),
-            extensions={
-                "http_version": response.http_version.encode("ascii"),
-                "reason_phrase": response.reason_phrase.encode("latin-1", "replace"),
-            },
+            extensions=extensions,
             request=request,
         )
 

@@ -22,16 +22,8 @@ import re
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from typing import Any, Union
 
+from ._codings import content_decoder
 from ._config import Timeout
-from ._decoders import (
-    MAX_EVENT_SIZE,
-    LineDecoder,
-    ServerSentEvent,
-    SSEDecoder,
-    TextDecoder,
-    charset_from_content_type,
-    content_decoder,
-)
 from ._exceptions import (
     DecodingError,
     HTTPStatusError,
@@ -40,7 +32,9 @@ from ._exceptions import (
     StreamConsumed,
 )
 from ._headers import Headers, HeaderTypes
+from ._sse import MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder
 from ._streams import ByteStream, ResponseStream, aiter_chunks
+from ._text import LineDecoder, TextDecoder, charset_from_content_type
 from ._urls import URL
 
 __all__ = ["Request", "Response", "RequestContent", "IDEMPOTENT_METHODS"]
@@ -49,28 +43,90 @@ RequestContent = Union[bytes, str, AsyncIterable[bytes], None]
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 _METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a token; fullmatch (``$`` lets a final "\n" by)
+# RFC 9112 section 3.2: the four request-target forms, visible ASCII only.
+_VISIBLE = re.compile(r"[\x21-\x7e]+")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+_AUTHORITY = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]+):[0-9]{1,5}")
+
+
+def _check_target(method: str, target: str) -> str:
+    """``target`` if it is a valid request target for ``method``, else LocalProtocolError."""
+    if not isinstance(target, str) or not _VISIBLE.fullmatch(target):
+        raise LocalProtocolError(f"invalid request target {target!r}: visible ASCII without spaces only")
+    if target.startswith("/"):
+        return target  # origin form
+    if target == "*":
+        if method != "OPTIONS":
+            raise LocalProtocolError(f"the asterisk-form target '*' is for OPTIONS only, not {method}")
+        return target
+    if _SCHEME.match(target):
+        return target  # absolute form
+    if _AUTHORITY.fullmatch(target):
+        if method != "CONNECT":
+            raise LocalProtocolError(f"an authority-form target ({target!r}) is for CONNECT only, not {method}")
+        return target
+    raise LocalProtocolError(
+        f"invalid request target {target!r}: expected '/path', 'scheme://host/path', 'host:port' (CONNECT) or '*'"
+    )
+
 
 _REASONS = {
-    100: "Continue", 101: "Switching Protocols", 200: "OK", 201: "Created",
-    202: "Accepted", 204: "No Content", 206: "Partial Content",
-    301: "Moved Permanently", 302: "Found", 303: "See Other", 304: "Not Modified",
-    307: "Temporary Redirect", 308: "Permanent Redirect", 400: "Bad Request",
-    401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict",
-    410: "Gone", 413: "Content Too Large", 416: "Range Not Satisfiable",
-    429: "Too Many Requests", 500: "Internal Server Error", 501: "Not Implemented",
-    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+    100: "Continue",
+    101: "Switching Protocols",
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No Content",
+    206: "Partial Content",
+    301: "Moved Permanently",
+    302: "Found",
+    303: "See Other",
+    304: "Not Modified",
+    307: "Temporary Redirect",
+    308: "Permanent Redirect",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    409: "Conflict",
+    410: "Gone",
+    413: "Content Too Large",
+    416: "Range Not Satisfiable",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
 }
 
 
 class Request:
-    """An HTTP request: method, absolute URL, headers and a body.
+    """An HTTP request: method, URL, request target, headers, a body and trailers.
 
     ``content`` is bytes (replayable: redirects and retries can send it again) or
-    an async iterable of bytes (streamed once, with backpressure).
+    an async iterable of bytes (streamed once, with backpressure, and full
+    duplex: the response may arrive while it is still going up).
+
+    The request target (RFC 9112 section 3.2) is explicit: ``target=`` takes any
+    of the four forms, checked here: origin form (``/path?query``, the default,
+    from the URL), absolute form (``http://host/path``, what a forward proxy
+    gets), authority form (``host:port``, CONNECT only) and asterisk form
+    (``*``, OPTIONS only).  ``Request("CONNECT", "example.test:443")`` is a
+    CONNECT in authority form sent to that host; ``Request("CONNECT",
+    "http://proxy:3128", target="example.test:443")`` sends it to a proxy.
+
+    ``trailers`` are sent after the body (HTTP/1.1 chunked, HTTP/2 and HTTP/3
+    trailing HEADERS); a streamed body may fill them in while it runs: they are
+    read when the body ends.  ``extensions`` carries per-request options the
+    protocols read: ``"on_informational"`` (a ``(status, headers)`` callable for
+    every 1xx answer as it arrives) and ``"protocol"`` (RFC 8441 extended
+    CONNECT, e.g. ``"websocket"``).
     """
 
-    __slots__ = ("method", "url", "headers", "content", "timeout", "extensions")
+    __slots__ = ("method", "url", "_target", "headers", "content", "trailers", "timeout", "extensions")
 
     def __init__(
         self,
@@ -80,27 +136,61 @@ class Request:
         headers: HeaderTypes = None,
         content: RequestContent = None,
         timeout: Timeout | None = None,
+        target: str | None = None,
+        trailers: HeaderTypes = None,
+        extensions: dict[str, object] | None = None,
     ) -> None:
         if isinstance(method, bytes):
             method = method.decode("ascii", "replace")
         if not _METHOD.fullmatch(method):
             raise LocalProtocolError(f"invalid HTTP method {method!r}")
-        self.method = method.upper()
+        self.method = method = method.upper()
+        if method == "CONNECT" and isinstance(url, str) and "://" not in url and target is None:
+            # Authority form given as the URL: the connection goes to that host.
+            target = url
+            url = URL("http://" + url)
         self.url = url if isinstance(url, URL) else URL(url)
         if not self.url.is_absolute:
             raise LocalProtocolError(f"request URL must be absolute, got {str(self.url)!r}")
+        if method == "CONNECT" and target is None and not (extensions and "protocol" in extensions):
+            host = self.url.host
+            port = self.url.effective_port
+            target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self._target = None if target is None else _check_target(method, target)
         self.headers = headers.copy() if isinstance(headers, Headers) else Headers(headers)
         if isinstance(content, str):
             content = content.encode("utf-8")
         self.content: bytes | AsyncIterable[bytes] | None = content
+        # Headers given as such are kept, not copied: the body may fill them in as it runs.
+        self.trailers = None if trailers is None else trailers if isinstance(trailers, Headers) else Headers(trailers)
         self.timeout = timeout
-        self.extensions: dict[str, object] = {}
+        self.extensions: dict[str, object] = {} if extensions is None else dict(extensions)
         self._frame()
+
+    @property
+    def target(self) -> str:
+        """The request target as it goes on the wire (HTTP/2 and HTTP/3: ``:path``)."""
+        target = self._target
+        return self.url.target if target is None else target
+
+    @target.setter
+    def target(self, value: str) -> None:
+        self._target = _check_target(self.method, value)
 
     def _frame(self) -> None:
         headers = self.headers
-        headers.setdefault_raw(b"Host", self.url.netloc.encode("ascii"))
+        target = self._target
+        if target is not None and self.method == "CONNECT" and not target.startswith("/"):
+            headers.setdefault_raw(b"Host", target.encode("ascii"))  # RFC 9110 section 9.3.6
+        else:
+            headers.setdefault_raw(b"Host", self.url.netloc.encode("ascii"))
         content = self.content
+        if self.trailers is not None and not headers.has(b"content-length"):
+            # Trailers need chunked framing on HTTP/1.1, whatever the body is.
+            if isinstance(content, (bytearray, memoryview)):
+                self.content = bytes(content)
+            headers.setdefault_raw(b"Transfer-Encoding", b"chunked")
+            return
         if content is None:
             if self.method in ("POST", "PUT", "PATCH"):
                 headers.setdefault_raw(b"Content-Length", b"0")
@@ -116,6 +206,19 @@ class Request:
                 headers.setdefault_raw(b"Content-Length", str(length).encode("ascii"))
             else:
                 headers.setdefault_raw(b"Transfer-Encoding", b"chunked")
+
+    def copy_for_send(self) -> Request:
+        """A shallow copy (same body, own headers and extensions) for one attempt."""
+        sent = object.__new__(Request)
+        sent.method = self.method
+        sent.url = self.url
+        sent._target = self._target
+        sent.headers = self.headers.copy()
+        sent.content = self.content
+        sent.trailers = self.trailers
+        sent.timeout = self.timeout
+        sent.extensions = dict(self.extensions)
+        return sent
 
     @property
     def is_replayable(self) -> bool:
@@ -282,8 +385,7 @@ class Response:
     def content(self) -> bytes:
         if self._content is None:
             raise RuntimeError(
-                "the body was not read yet: call 'await response.aread()' first "
-                "(or use client.get(), which reads it)"
+                "the body was not read yet: call 'await response.aread()' first (or use client.get(), which reads it)"
             )
         return self._content
 
@@ -337,9 +439,7 @@ class Response:
             async for piece in pieces:
                 size += len(piece)
                 if max_body_size is not None and size > max_body_size:
-                    raise DecodingError(
-                        f"the body is larger than max_body_size ({max_body_size} bytes) once decoded"
-                    )
+                    raise DecodingError(f"the body is larger than max_body_size ({max_body_size} bytes) once decoded")
                 chunks.append(piece)
         finally:
             await pieces.aclose()

@@ -50,7 +50,6 @@ environment read at construction decides per request URL.
 from __future__ import annotations
 
 import asyncio
-import copy
 import ssl
 import time
 from collections import deque
@@ -78,6 +77,7 @@ from ._exceptions import (
 )
 from ._h1 import HTTP11Connection
 from ._h2 import HTTP2Connection
+from ._interfaces import Connection
 from ._models import Request, Response
 from ._net import open_stream
 from ._proxy import Proxy, ProxyEnv, ProxyTypes, proxies_from_env, proxy_for, to_proxy
@@ -92,9 +92,6 @@ __all__ = ["ConnectionPool", "PoolStats"]
 
 Key = tuple[object, ...]
 
-
-# How long aclose() waits for TLS connections to finish their close_notify exchange.
-_CLOSE_GRACE = 0.25
 
 @dataclass(frozen=True, slots=True)
 class PoolStats:
@@ -133,10 +130,12 @@ class _Route:
 
 
 class _Connecting:
-    """A slot reserved for a connection whose DNS/TCP/TLS set-up is running."""
+    """A slot reserved for a connection whose DNS/TCP/TLS set-up is running.
+
+    It answers the pool's queries as a connection that takes nothing would.
+    """
 
     __slots__ = ("route", "origin", "key", "may_multiplex", "quic_target")
-    state = "connecting"
 
     def __init__(self, route: _Route, may_multiplex: bool) -> None:
         self.route = route
@@ -145,12 +144,14 @@ class _Connecting:
         self.may_multiplex = may_multiplex  # ALPN may pick h2 (or it is QUIC): others wait for it
         self.quic_target = route.quic_target
 
+    def is_idle(self) -> bool:
+        return False
+
     def __repr__(self) -> str:
         return f"<connecting {self.origin}>"
 
 
-Connection = Union[HTTP11Connection, HTTP2Connection, "HTTP3Connection"]
-Slot = Union[HTTP11Connection, HTTP2Connection, "HTTP3Connection", _Connecting]
+Slot = Union[Connection, _Connecting]
 
 
 class _Waiter:
@@ -215,7 +216,7 @@ class ConnectionPool:
         # Connections that left the pool closed but whose transport is still
         # flushing (a graceful close waits for the write buffer, which a peer
         # that stopped reading never empties): aclose() aborts them.
-        self._lingering: set[HTTP11Connection | HTTP2Connection] = set()
+        self._lingering: set[Connection] = set()
         self._waiters: deque[_Waiter] = deque()
         self._closed = False
         self._sweeper: asyncio.TimerHandle | None = None
@@ -231,11 +232,17 @@ class ConnectionPool:
         return self._timeout
 
     def stats(self) -> PoolStats:
-        counts = {"connecting": 0, "active": 0, "idle": 0, "draining": 0}
+        counts = {"connecting": 0, "active": 0, "idle": 0, "draining": 0, "closed": 0}
+        streams = 0
         for slot in self._slots:
-            counts[slot.state] = counts.get(slot.state, 0) + 1
+            if isinstance(slot, _Connecting):
+                counts["connecting"] += 1
+                continue
+            info = slot.info()
+            counts[info.state] += 1
+            if info.http_version != "HTTP/1.1":
+                streams += info.streams
         queued = sum(1 for w in self._waiters if not w.future.done())
-        streams = sum(s.active_streams() for s in self._slots if not isinstance(s, _Connecting) and s.multiplexed)
         return PoolStats(
             connections=len(self._slots),
             connecting=counts["connecting"],
@@ -272,21 +279,17 @@ class ConnectionPool:
             if not waiter.future.done():
                 waiter.future.set_exception(PoolClosed("the connection pool was closed"))
         slots, self._slots = self._slots, []
-        lingering, self._lingering = self._lingering, set()
-        closing = [conn.protocol for conn in lingering if not conn.protocol.lost]
+        closing, self._lingering = self._lingering, set()
         for slot in slots:
             if not isinstance(slot, _Connecting):
                 slot.close()
-                if isinstance(slot, (HTTP11Connection, HTTP2Connection)) and not slot.protocol.lost:
-                    closing.append(slot.protocol)
-        # A TLS transport closes only after the close_notify exchange; wait for
-        # it briefly (a caller that closes the loop next must not find sockets
-        # still open), then abort what a silent peer holds up.
+                closing.add(slot)
+        # A TLS transport closes only after the close_notify exchange; each
+        # connection waits for it briefly (a caller that closes the loop next
+        # must not find sockets still open), then aborts what a silent peer
+        # holds up.
         if closing:
-            await asyncio.wait([protocol.lost_future for protocol in closing], timeout=_CLOSE_GRACE)
-            for protocol in closing:
-                if not protocol.lost and protocol.transport is not None:
-                    protocol.transport.abort()
+            await asyncio.gather(*(conn.aclose() for conn in closing))
         await asyncio.sleep(0)
 
     async def handle_request(self, request: Request) -> Response:
@@ -296,18 +299,17 @@ class ConnectionPool:
         url = request.url
         if url.scheme not in ("http", "https"):
             raise LocalProtocolError(f"unsupported URL scheme {url.scheme!r} in {url}")
-        if request.timeout is None:
-            request.timeout = self._timeout
+        timeout = request.timeout or self._timeout  # the caller's Request is never changed
         origin = url.origin
         retried = False
         while True:
             route = self._route(url)
             slot = self._assign(route)
             if slot is None:
-                slot = await self._wait_for_slot(route, request.timeout.pool)
+                slot = await self._wait_for_slot(route, timeout.pool)
             if isinstance(slot, _Connecting):
                 try:
-                    conn = await self._connect(slot, request)
+                    conn = await self._connect(slot, timeout)
                 except (ConnectError, ConnectTimeout):
                     if slot.quic_target is None or self._http3 == "only":
                         raise
@@ -317,22 +319,28 @@ class ConnectionPool:
                     continue
             else:
                 conn = slot
-            if not isinstance(conn, HTTP11Connection) and not await self._alive(conn):
-                continue
+                if not await self._alive(conn):
+                    continue  # it was discarded: each pass drops one, so this ends
             sent = request
             if route.forward:
                 assert route.proxy is not None
                 sent = _forward_request(request, route.proxy)
             try:
-                response = await conn.handle_request(sent)
+                response = await conn.handle_request(sent, timeout)
             except StaleConnection:
                 if retried or not (request.is_idempotent and request.is_replayable):
                     raise
                 retried = True
                 # The server dropped a kept-alive connection; the other idle ones
                 # to it are likely just as dead, so the retry goes on a fresh one.
+                # (A refused HTTP/2 or HTTP/3 stream says nothing of its connection.)
                 for other in list(self._slots):
-                    if other.key == route.key and isinstance(other, HTTP11Connection) and other.state == "idle":
+                    if (
+                        other.key == route.key
+                        and not isinstance(other, _Connecting)
+                        and other.http_version == "HTTP/1.1"
+                        and other.is_idle()
+                    ):
                         self._discard(other)
                 continue
             if sent is not request:
@@ -383,24 +391,18 @@ class ConnectionPool:
             raise PoolClosed("the connection pool was closed")
         key = route.key
         now = time.monotonic()
-        expiry = self._limits.keepalive_expiry
         full = False
         for slot in self._slots:
             if slot.key != key or isinstance(slot, _Connecting):
                 continue
-            if not isinstance(slot, HTTP11Connection):
-                if slot.is_usable():
-                    slot.reserve()
-                    return slot
-                if slot.is_open():
-                    full = True  # alive, all its streams busy
-                continue
-            if slot.state == "idle":
-                if not slot.is_usable() or (expiry is not None and now - slot.idle_since >= expiry):
-                    self._discard(slot)
-                    return self._assign(route, ahead)
+            if slot.is_available():
                 slot.reserve()
                 return slot
+            if slot.has_expired(now):
+                self._discard(slot)
+                return self._assign(route, ahead)
+            if slot.is_full():
+                full = True  # alive, all its streams busy
         if full:
             # RFC 9113 section 9.1: no second connection to an origin whose
             # connection is merely busy; wait for one of its streams to end.
@@ -408,7 +410,9 @@ class ConnectionPool:
         may_multiplex = route.quic_target is not None or self._may_multiplex(route)
         if may_multiplex and any(isinstance(s, _Connecting) and s.key == key and s.may_multiplex for s in self._slots):
             return None  # wait for the pending handshake's ALPN answer
-        draining = sum(1 for s in self._slots if s.key == key and s.state == "draining")
+        draining = sum(
+            1 for s in self._slots if s.key == key and not isinstance(s, _Connecting) and s.info().state == "draining"
+        )
         if draining:
             if ahead is None:
                 ahead = sum(1 for w in self._waiters if w.key == key and not w.future.done())
@@ -420,8 +424,8 @@ class ConnectionPool:
             return None
         total = limits.max_connections
         if total is not None and len(self._slots) >= total:
-            victim = next((s for s in self._slots if s.state == "idle"), None)
-            if victim is None or isinstance(victim, _Connecting):
+            victim = next((s for s in self._slots if not isinstance(s, _Connecting) and s.is_idle()), None)
+            if victim is None:
                 return None
             self._discard(victim)
         slot_new = _Connecting(route, may_multiplex)
@@ -447,8 +451,8 @@ class ConnectionPool:
         that stopped reading, forever.  The pool no longer lists the connection,
         but it must not outlive the pool.
         """
-        if isinstance(conn, (HTTP11Connection, HTTP2Connection)) and not conn.protocol.lost:
-            self._lingering = {c for c in self._lingering if not c.protocol.lost}
+        if conn.info().socket_open:
+            self._lingering = {c for c in self._lingering if c.info().socket_open}
             self._lingering.add(conn)
 
     def _remove_slot(self, slot: Slot) -> None:
@@ -458,20 +462,18 @@ class ConnectionPool:
 
     def _on_change(self, conn: Connection) -> None:
         """A connection changed state on its own (request done, peer closed...)."""
-        if conn.state == "closed":
+        if conn.is_closed():
             if conn in self._slots:
                 self._slots.remove(conn)
             self._linger(conn)
-        elif conn.state == "idle":
+        elif conn.is_idle():
             if self._closed or conn not in self._slots:
                 conn.close()
                 return
             limits = self._limits
-            idle = [s for s in self._slots if s.state == "idle" and not isinstance(s, _Connecting)]
+            idle = [s for s in self._slots if not isinstance(s, _Connecting) and s.is_idle()]
             if limits.max_keepalive_connections is not None and len(idle) > limits.max_keepalive_connections:
-                oldest = min(idle, key=lambda s: s.idle_since)
-                assert not isinstance(oldest, _Connecting)
-                self._discard(oldest)
+                self._discard(min(idle, key=lambda s: s.info().idle_since))
             if self._sweeper is None and limits.keepalive_expiry is not None:
                 loop = asyncio.get_running_loop()
                 self._sweeper = loop.call_later(limits.keepalive_expiry, self._sweep)
@@ -484,11 +486,11 @@ class ConnectionPool:
         if expiry is None or self._closed:
             return
         now = time.monotonic()
-        idle = [s for s in self._slots if not isinstance(s, _Connecting) and s.state == "idle"]
+        idle = [s for s in self._slots if not isinstance(s, _Connecting) and s.is_idle()]
         for conn in idle:
-            if now - conn.idle_since >= expiry:
+            if conn.has_expired(now):
                 self._discard(conn)
-        remaining = [c.idle_since for c in idle if c.state == "idle"]
+        remaining = [c.info().idle_since for c in idle if c.is_idle()]
         if remaining:
             delay = max(0.0, min(remaining) + expiry - now)
             self._sweeper = asyncio.get_running_loop().call_later(delay, self._sweep)
@@ -515,14 +517,8 @@ class ConnectionPool:
         """A slot was assigned to a request that was cancelled before using it."""
         if isinstance(slot, _Connecting):
             self._remove_slot(slot)
-        elif not isinstance(slot, HTTP11Connection):
+        else:
             slot.unreserve()
-        elif slot.state == "active" and slot.requests == 0:
-            self._discard(slot)
-            self._wake()
-        elif slot.state == "active":
-            slot.state = "idle"
-            self._on_change(slot)
 
     # -- waiting and connecting ------------------------------------------------------
     async def _wait_for_slot(self, route: _Route, timeout: float | None) -> Slot:
@@ -574,13 +570,12 @@ class ConnectionPool:
             self._proxy_ssl_context = create_ssl_context(TLSConfig(verify=self._tls.verify, alpn=("http/1.1",)))
         return self._proxy_ssl_context
 
-    async def _connect(self, slot: _Connecting, request: Request) -> Connection:
+    async def _connect(self, slot: _Connecting, timeout: Timeout) -> Connection:
         if slot.quic_target is not None:
-            return await self._connect_quic(slot, request)
+            return await self._connect_quic(slot, timeout)
         origin = slot.origin
         route = slot.route
         proxy = route.proxy
-        assert request.timeout is not None
         try:
             if route.forward:
                 assert proxy is not None
@@ -588,7 +583,7 @@ class ConnectionPool:
                     proxy.host,
                     proxy.port,
                     ssl_context=self._proxy_context(proxy),
-                    timeout=request.timeout.connect,
+                    timeout=timeout.connect,
                     local_address=self._local_address,
                     name=f"proxy {proxy}",
                 )
@@ -598,7 +593,7 @@ class ConnectionPool:
                     origin.host,
                     origin.port,
                     ssl_context=context,
-                    timeout=request.timeout.connect,
+                    timeout=timeout.connect,
                     local_address=self._local_address,
                     via=proxy,
                     proxy_ssl_context=None if proxy is None else self._proxy_context(proxy),
@@ -618,7 +613,7 @@ class ConnectionPool:
                 use_h2 = True  # the server ignored ALPN; we offered nothing else
         else:
             use_h2 = self._prior_knowledge
-        conn: Connection
+        conn: HTTP11Connection | HTTP2Connection
         if use_h2:
             conn = HTTP2Connection(origin, slot.key, limits=self._limits, on_change=self._on_change)
             conn.reserve()
@@ -631,22 +626,21 @@ class ConnectionPool:
                 self._h1_only.add(slot.key)
             conn = HTTP11Connection(origin, slot.key, limits=self._limits, on_change=self._on_change)
         self._slots[self._slots.index(slot)] = conn
-        connected.handoff.hand_to(conn.protocol)
-        if conn.state == "closed" or not conn.protocol.is_usable:
+        if not conn.start(connected):
             self._discard(conn)
             self._wake()
             raise ConnectError(f"{origin} closed the connection right after it was opened")
         self._wake()  # requests waiting for this handshake's ALPN answer
         return conn
 
-    async def _connect_quic(self, slot: _Connecting, request: Request) -> HTTP3Connection:
+    async def _connect_quic(self, slot: _Connecting, timeouts: Timeout) -> HTTP3Connection:
         from ._h3 import connect_h3
         from ._h3._connection import quic_configuration
 
         origin = slot.origin
-        assert slot.quic_target is not None and request.timeout is not None
+        assert slot.quic_target is not None
         host, port = slot.quic_target
-        timeout = request.timeout.connect
+        timeout = timeouts.connect
         if self._http3 != "only":
             limit = self._limits.h3_handshake_timeout
             timeout = limit if timeout is None else min(timeout, limit)
@@ -683,15 +677,10 @@ class ConnectionPool:
         self._wake()
         return conn
 
-    async def _alive(self, conn: HTTP2Connection | HTTP3Connection) -> bool:
-        """PING a long-idle multiplexed connection before reusing it; False if it is dead."""
-        after = self._limits.h2_ping_after
-        if after is None or conn.requests == 0 or conn.protocol.streams:
-            return True
-        if time.monotonic() - conn.idle_since < after:
-            return True
+    async def _alive(self, conn: Connection) -> bool:
+        """Ask a connection picked for reuse whether it is alive; False (and discarded) if not."""
         try:
-            alive = await conn.ping(1.0)
+            alive = await conn.check()
         except BaseException:
             self._give_back(conn)
             raise
@@ -710,20 +699,17 @@ def _forward_request(request: Request, proxy: Proxy) -> Request:
     never appear in the caller's request, where redirects, hooks and logs would
     see them; the response is given the caller's request back.
     """
-    sent = copy.copy(request)
+    sent = request.copy_for_send()
     url = request.url
-    target = request.extensions.get("target")
-    if isinstance(target, str) and "://" in target:
-        absolute = target
-    else:
-        path = target if isinstance(target, str) else url.target
+    target = request.target
+    if request.method == "CONNECT" and not target.startswith("/"):
+        pass  # authority form goes to the proxy as it is
+    elif "://" not in target:
         # RFC 9112 section 3.2.4: OPTIONS * through a proxy names the authority only.
-        absolute = f"{url.scheme}://{url.netloc}" + ("" if path == "*" else path)
-    sent.extensions = {**request.extensions, "target": absolute}
-    headers = request.headers.copy()
+        sent.target = f"{url.scheme}://{url.netloc}" + ("" if target == "*" else target)
+    headers = sent.headers
     authorization = proxy.authorization
     if authorization is not None and not proxy.headers.has(b"proxy-authorization"):
         headers.setdefault_raw(b"Proxy-Authorization", authorization)
     headers.extend_raw(proxy.headers.raw)
-    sent.headers = headers
     return sent

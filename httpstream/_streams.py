@@ -23,10 +23,11 @@ from __future__ import annotations
 import asyncio
 import warnings
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
 from ._exceptions import (
+    HTTPStreamError,
     IncompleteBody,
     LocalProtocolError,
     ReadError,
@@ -38,11 +39,12 @@ from ._exceptions import (
 
 __all__ = [
     "BodyBuffer",
+    "Upload",
     "ByteStream",
-    "EmptyStream",
     "ResponseStream",
     "aiter_chunks",
     "send_request_body",
+    "upload_failure",
     "wait_for_continue",
     "wake",
 ]
@@ -193,16 +195,33 @@ class BodyBuffer:
         if self.on_consumed is not None:
             self.on_consumed(count)
 
-    async def _wait(self) -> None:
+    async def read_within(self, timeout: float | None) -> bytes:
+        """``read()`` with its own timeout; a timeout here does not fail the buffer.
+
+        For raw network streams (Upgrade, CONNECT), where an idle peer is normal
+        and the caller decides what a timeout means.
+        """
+        while not self._chunks:
+            if self._error is not None:
+                raise self._error
+            if self.eof:
+                return b""
+            await self._wait(timeout, sticky=False)
+        data = self._chunks.popleft()
+        self._consumed(len(data))
+        return data
+
+    async def _wait(self, timeout: float | None = -1.0, sticky: bool = True) -> None:
         waiter = self._loop.create_future()
         self._waiter = waiter
         timer = None
-        if self.read_timeout is not None:
-            timer = self._loop.call_later(self.read_timeout, _expire, waiter, self.read_timeout)
+        seconds = self.read_timeout if timeout == -1.0 else timeout
+        if seconds is not None:
+            timer = self._loop.call_later(seconds, _expire, waiter, seconds)
         try:
             await waiter
         except ReadTimeout as exc:
-            if self._error is None:
+            if sticky and self._error is None:
                 self._error = exc  # the body failed: its release must not wait for the rest
             raise
         finally:
@@ -326,9 +345,6 @@ class ByteStream(AsyncIterator[bytes]):
         self._done = True
 
 
-EmptyStream = ByteStream
-
-
 async def aiter_chunks(stream: AsyncIterable[bytes], chunk_size: int) -> AsyncIterator[bytes]:
     """Re-cut a byte stream into pieces of exactly ``chunk_size`` (the last may be short).
 
@@ -415,7 +431,7 @@ _S = TypeVar("_S", bound=_Multiplexed, contravariant=True)
 class BodySink(Protocol[_S]):
     async def send_body(self, stream: _S, data: bytes, timeout: float | None) -> None: ...
 
-    def end_request(self, stream: _S) -> None: ...
+    def end_request(self, stream: _S, trailers: Any = None) -> None: ...
 
 
 async def send_request_body(
@@ -423,27 +439,127 @@ async def send_request_body(
     stream: _S,
     content: bytes | AsyncIterable[bytes],
     write_timeout: float | None,
-    piece: int | None = None,
-) -> None:
+    upload: Upload,
+    trailers: Any = None,
+) -> bool:
     """Send a request body on one HTTP/2 or HTTP/3 stream, then end our side.
 
-    Bytes go in ``piece``-sized sends (None: one send; the protocol splits by
-    flow control itself).  An iterator is sent chunk by chunk with
-    backpressure, and stops early when the stream closed or the whole answer
-    came already (the server does not want the rest).
+    Bytes go in one ``send_body`` (the protocol splits by flow control
+    itself).  An iterator is sent chunk by chunk with backpressure, and stops
+    early when the stream closed or the whole answer came already (the server
+    does not want the rest; ``end_request`` then resets our side with
+    NO_ERROR).  Trailers, if any, are read at the end: a streamed body may have
+    filled them in meanwhile.  True when the whole body went out.
     """
     if isinstance(content, bytes):
-        if content:
-            step = piece or len(content)
-            for start in range(0, len(content), step):
-                await sink.send_body(stream, content[start : start + step], write_timeout)
-            sink.end_request(stream)
+        await sink.send_body(stream, content, write_timeout)
+        upload.bytes_sent = len(content)
+    else:
+        async for chunk in content:
+            if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                raise LocalProtocolError(f"request body iterator yielded {type(chunk).__name__}, not bytes")
+            if stream.closed or stream.ended:
+                break
+            if chunk:
+                await sink.send_body(stream, bytes(chunk), write_timeout)
+                upload.bytes_sent += len(chunk)
+    complete = not (stream.closed or stream.ended)
+    sink.end_request(stream, trailers)
+    return complete
+
+
+# -- the request side: full duplex -------------------------------------------------------------
+# Running uploads, so a task is never collected while it runs (the loop keeps only weak references).
+_RUNNING: set[asyncio.Task[None]] = set()
+
+
+class Upload:
+    """A request body going up in the background while the response comes down.
+
+    Every protocol starts one when a body cannot be sent at once (a stream, a
+    body larger than what the transport takes now, or one held back for
+    ``100 Continue``), so ``handle_request`` returns at the response head while
+    the upload goes on under the same flow control (RFC 9110 section 6.4: the
+    exchange is full duplex).  ``send`` is the protocol's pump; when it raises,
+    ``on_error`` decides what the failure does to the exchange (before the head
+    the request fails with it; after the head it surfaces through the response
+    stream).  The protocol calls ``stop()`` when the exchange ended first (an
+    early final answer, an early close, a reset).
+
+    Callers see it as ``response.extensions["upload"]``: ``await upload.wait()``
+    returns True once the whole body was sent, False when it was stopped
+    because the exchange ended first, and raises the body's own error (the
+    iterator's exception, a write timeout) when sending failed.
+    """
+
+    __slots__ = ("_task", "_result", "bytes_sent")
+
+    def __init__(
+        self, send: Callable[[Upload], Coroutine[Any, Any, bool]], on_error: Callable[[BaseException], None]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self.bytes_sent = 0
+        self._result: asyncio.Future[bool] = loop.create_future()
+        self._result.add_done_callback(_retrieve)
+        task = loop.create_task(self._run(send, on_error))
+        _RUNNING.add(task)
+        task.add_done_callback(_RUNNING.discard)
+        self._task: asyncio.Task[None] | None = task
+
+    async def _run(
+        self, send: Callable[[Upload], Coroutine[Any, Any, bool]], on_error: Callable[[BaseException], None]
+    ) -> None:
+        try:
+            sent = await send(self)
+        except asyncio.CancelledError:
+            _settle(self._result, False)
+        except BaseException as exc:  # the body's own error, a write failure...
+            _settle(self._result, exc)
+            on_error(exc)
+        else:
+            _settle(self._result, sent)
+        finally:
+            self._task = None
+
+    @property
+    def done(self) -> bool:
+        return self._result.done()
+
+    def stop(self) -> None:
+        """The exchange ended before the body did: stop sending (idempotent)."""
+        task = self._task
+        if task is not None and task is not asyncio.current_task():
+            self._task = None
+            task.cancel()
+            _settle(self._result, False)
+
+    async def wait(self) -> bool:
+        """True when the whole body was sent, False when stopped early; raises the upload's error."""
+        return await asyncio.shield(self._result)
+
+    def __repr__(self) -> str:
+        state = "running" if not self._result.done() else "done"
+        return f"<Upload {state} sent={self.bytes_sent}>"
+
+
+def _settle(future: asyncio.Future[bool], outcome: bool | BaseException) -> None:
+    if future.done():
         return
-    async for chunk in content:
-        if not isinstance(chunk, (bytes, bytearray, memoryview)):
-            raise LocalProtocolError(f"request body iterator yielded {type(chunk).__name__}, not bytes")
-        if stream.closed or stream.ended:
-            break
-        if chunk:
-            await sink.send_body(stream, bytes(chunk), write_timeout)
-    sink.end_request(stream)
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def _retrieve(future: asyncio.Future[bool]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: no "never retrieved" log when nobody waits
+
+
+def upload_failure(exc: BaseException) -> BaseException:
+    """What the response stream raises when its upload failed after the head."""
+    if isinstance(exc, HTTPStreamError):
+        return exc
+    error = LocalProtocolError(f"the request body failed while the response was arriving: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error

@@ -8,7 +8,17 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import trustme
 
-from .servers import App, HypercornServer, open_fds
+from .peers.duplex_fixtures import (  # noqa: F401 (fixtures)
+    _duplex_server,
+    _duplex_tls_server,
+    duplex_server,
+    duplex_tls_server,
+    early_hints_server,
+    trailer_server_h1,
+    trailer_server_h2,
+    trailer_server_h2c,
+)
+from .peers.servers import App, HypercornServer, open_fds
 
 
 @pytest.fixture(scope="session")
@@ -99,6 +109,8 @@ async def no_leaks(
     _https_server: HypercornServer,
     _h2_server: HypercornServer,
     _h3_server: HypercornServer,
+    _duplex_server: HypercornServer,
+    _duplex_tls_server: HypercornServer,
 ) -> object:
     """Check that a test leaves no extra tasks or file descriptors behind.
 
@@ -139,7 +151,7 @@ async def tls_failure_garbage() -> AsyncIterator[None]:
 @pytest.fixture(scope="session")
 def caddy(cert_files: dict[str, str]) -> Iterator[object]:
     """caddy serving /small and a sparse /big (256 MiB) over h1, h2 and h3 (quic-go)."""
-    from .caddy import Caddy
+    from .peers.caddy import Caddy
 
     server = Caddy(cert_files["cert"], cert_files["key"], big_size=256 * 1024 * 1024)
     if server.binary is None:

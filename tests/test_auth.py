@@ -3,7 +3,7 @@
 The client does not drive these flows by itself here: each test runs the
 generator by hand around ``AsyncClient.send`` exactly as the client pipeline
 will, so what is checked is the flow, against a server that verifies Digest
-on its own (tests/auth_servers.py).
+on its own (tests/peers/auth_servers.py).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from httpstream._auth import (
     to_auth,
 )
 
-from .auth_servers import BASIC_PASSWORD, BASIC_USER, TOKEN, AuthApp, parse_authorization
-from .servers import HypercornServer
+from .peers.auth_servers import BASIC_PASSWORD, BASIC_USER, TOKEN, AuthApp, parse_authorization
+from .peers.servers import HypercornServer
 
 
 @pytest.fixture(scope="module")

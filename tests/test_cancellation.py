@@ -56,8 +56,8 @@ import pytest
 
 import httpstream
 
-from .caddy import SMALL, Caddy
-from .servers import App, FaultServer, Receive, Scope, Send, open_fds, pattern
+from .peers.caddy import SMALL, Caddy
+from .peers.servers import App, FaultServer, Receive, Scope, Send, open_fds, pattern
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -208,7 +208,7 @@ class PacedApp(App):
 PACED_SERVERS = r"""
 import json, sys
 from hypercorn.config import Config
-from tests.servers import HypercornServer
+from tests.peers.servers import HypercornServer
 from tests.test_cancellation import PacedApp
 
 # hypercorn ends a connection after 1,000 requests with GOAWAY, after which h2

@@ -32,7 +32,7 @@ from httpstream.cli._args import parse_item
 from httpstream.cli._errors import UsageError
 from httpstream.cli._progress import open_progress, progress_line
 
-from .servers import App, FaultServer, HypercornServer, Receive, Scope, Send, pattern, read_request
+from .peers.servers import App, FaultServer, HypercornServer, Receive, Scope, Send, pattern, read_request
 
 GZIP_PLAIN = b"compressible text " * 4000
 GZIP_BODY = gzip.compress(GZIP_PLAIN)

@@ -2,7 +2,7 @@
 
 ``client.stream()`` and ``client.get()`` run the same pipeline; several tests run
 both ways to prove it.  Which headers reached which server is read from the
-server's own log (tests/client_servers.py), never from the client.
+server's own log (tests/peers/client_servers.py), never from the client.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 import httpstream
-from tests.client_servers import ClientApp, to
-from tests.invariants import settled
-from tests.servers import HypercornServer
+from tests.peers.client_servers import ClientApp, to
+from tests.peers.invariants import settled
+from tests.peers.servers import HypercornServer
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +256,7 @@ async def test_event_hooks_run_on_every_hop(app_server: HypercornServer) -> None
 
 
 async def test_upload_and_download_progress(app_server: HypercornServer) -> None:
-    from tests.servers import pattern
+    from tests.peers.servers import pattern
 
     uploads: list[tuple[int, int | None]] = []
     downloads: list[tuple[int, int | None]] = []
@@ -321,7 +321,7 @@ async def test_accept_encoding_and_basic_auth_from_the_url(app_server: Hypercorn
 async def test_truncated_body_raises_incomplete_body_after_every_byte(
     head: bytes, body: bytes, expected: int | None, ending: str
 ) -> None:
-    from tests.servers import FaultServer, read_request
+    from tests.peers.servers import FaultServer, read_request
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
@@ -357,7 +357,7 @@ def test_debug_leaks_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
 
 async def test_a_body_that_timed_out_is_closed_not_drained() -> None:
     """A read timeout mid-body with a small remainder: the stalled server gets no drain."""
-    from tests.servers import FaultServer, read_request
+    from tests.peers.servers import FaultServer, read_request
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
@@ -385,7 +385,7 @@ async def test_a_request_target_override_is_validated(app_server: HypercornServe
 
 async def test_stale_retry_goes_on_a_fresh_connection() -> None:
     """Every kept-alive connection dies on its second request: the retry must not pick another one."""
-    from tests.servers import FaultServer, read_request
+    from tests.peers.servers import FaultServer, read_request
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)

@@ -9,7 +9,7 @@ import pytest
 
 import httpstream
 
-from .servers import HypercornServer, pattern
+from .peers.servers import HypercornServer, pattern
 
 
 async def test_get_reads_body(server: HypercornServer) -> None:
@@ -191,7 +191,7 @@ async def test_tls_wrong_host_is_refused(ca: object, tmp_path: object) -> None:
 
     import trustme
 
-    from .servers import FaultServer
+    from .peers.servers import FaultServer
 
     assert isinstance(ca, trustme.CA)
     base = pathlib.Path(str(tmp_path))
@@ -278,7 +278,7 @@ async def test_localhost_connects_over_either_family(family_host: str) -> None:
 async def test_connect_timeout_covers_the_tls_handshake() -> None:
     import asyncio
 
-    from .servers import FaultServer
+    from .peers.servers import FaultServer
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()  # accepts TCP, never answers the TLS ClientHello
@@ -292,7 +292,7 @@ async def test_connect_timeout_covers_the_tls_handshake() -> None:
 async def test_write_timeout_when_the_server_stops_reading() -> None:
     import asyncio
 
-    from .servers import FaultServer
+    from .peers.servers import FaultServer
 
     async def never_reads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(30)
@@ -311,7 +311,7 @@ async def test_client_certificate(ca: object, cert_files: dict[str, str], tmp_pa
 
     import trustme
 
-    from .servers import FaultServer, read_request
+    from .peers.servers import FaultServer, read_request
 
     assert isinstance(ca, trustme.CA)
     base = pathlib.Path(str(tmp_path))

@@ -15,11 +15,11 @@ from collections.abc import Generator, Iterator
 import pytest
 
 import httpstream
-from tests.auth_servers import DIGEST_USERS, AuthApp
-from tests.client_servers import ClientApp
-from tests.content_servers import ContentApp
-from tests.proxy_servers import HTTPProxy
-from tests.servers import HypercornServer
+from tests.peers.auth_servers import DIGEST_USERS, AuthApp
+from tests.peers.client_servers import ClientApp
+from tests.peers.content_servers import ContentApp
+from tests.peers.proxy_servers import HTTPProxy
+from tests.peers.servers import HypercornServer
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ async def test_wrong_digest_password_gives_the_second_401(auth_server: Hypercorn
 
 
 async def test_basic_bearer_tuple_and_custom_flow(auth_server: HypercornServer) -> None:
-    from tests.auth_servers import BASIC_PASSWORD, BASIC_USER, TOKEN
+    from tests.peers.auth_servers import BASIC_PASSWORD, BASIC_USER, TOKEN
 
     async with httpstream.AsyncClient() as client:
         r = await client.get(auth_server.url("/basic"), auth=(BASIC_USER, BASIC_PASSWORD))
@@ -134,7 +134,7 @@ async def test_form_multipart_and_json_bodies(content_server: HypercornServer, t
 async def test_multipart_body_is_replayed_on_a_307(
     content_server: HypercornServer, app_http_server: HypercornServer, tmp_path: pathlib.Path
 ) -> None:
-    from tests.client_servers import to
+    from tests.peers.client_servers import to
 
     upload = tmp_path / "data.bin"
     upload.write_bytes(bytes(range(256)) * 100)
@@ -195,7 +195,7 @@ def app_http_server() -> Iterator[HypercornServer]:
 # -- the same pipeline over HTTP/1.1, HTTP/2 and HTTP/3 --------------------------------------------
 @pytest.fixture(scope="module")
 def decoding_h3_server(cert_files: dict[str, str]) -> Iterator[HypercornServer]:
-    from tests.decoding_servers import DecodingApp
+    from tests.peers.decoding_servers import DecodingApp
 
     server = HypercornServer(
         DecodingApp(), certfile=cert_files["cert"], keyfile=cert_files["key"], alpn=("h2", "http/1.1"), quic=True
@@ -217,7 +217,7 @@ def decoding_h3_server(cert_files: dict[str, str]) -> Iterator[HypercornServer]:
 async def test_pipeline_is_the_same_on_every_protocol(
     decoding_h3_server: HypercornServer, cert_files: dict[str, str], options: dict[str, object], version: str
 ) -> None:
-    from tests.decoding_servers import payload
+    from tests.peers.decoding_servers import payload
 
     hooks: list[str] = []
     async with httpstream.AsyncClient(

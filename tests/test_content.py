@@ -18,8 +18,8 @@ import pytest
 import httpstream
 from httpstream._content import MultipartStream, ProgressBody, encode_request, with_progress
 
-from .content_servers import ContentApp
-from .servers import HypercornServer
+from .peers.content_servers import ContentApp
+from .peers.servers import HypercornServer
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

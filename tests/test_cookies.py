@@ -17,8 +17,8 @@ import pytest
 import httpstream
 from httpstream._cookies import CookieConflict, Cookies, to_cookies
 
-from .auth_servers import AuthApp
-from .servers import HypercornServer
+from .peers.auth_servers import AuthApp
+from .peers.servers import HypercornServer
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import httpstream
-from httpstream import _decoders
-from httpstream._decoders import MAX_OUTPUT_CHUNK, accept_encoding, content_decoder
+from httpstream import _codings
+from httpstream._codings import MAX_OUTPUT_CHUNK, accept_encoding, content_decoder
 from httpstream._streams import ByteStream
 
-from .decoding_servers import GIB, bomb, encode, header_value, payload, start_server
-from .servers import HypercornServer
+from .peers.decoding_servers import GIB, bomb, encode, header_value, payload, start_server
+from .peers.servers import HypercornServer
 
 CODINGS = ["gzip", "deflate", "deflate-raw", "br", "zstd"]
 BODY = payload(200_000)
@@ -155,7 +155,7 @@ def test_missing_extras_are_not_advertised_and_name_the_extra(monkeypatch: pytes
     assert accept_encoding() == "gzip, deflate, br, zstd"
     monkeypatch.setitem(sys.modules, "brotli", None)  # import brotli now raises ImportError
     monkeypatch.setitem(sys.modules, "zstandard", None)
-    _decoders._installed.cache_clear()
+    _codings._installed.cache_clear()
     try:
         assert accept_encoding() == "gzip, deflate"
         with pytest.raises(httpstream.DecodingError, match=r"pip install 'httpstream\[brotli\]'"):
@@ -164,7 +164,7 @@ def test_missing_extras_are_not_advertised_and_name_the_extra(monkeypatch: pytes
             content_decoder(["gzip, zstd"])
     finally:
         monkeypatch.undo()
-        _decoders._installed.cache_clear()
+        _codings._installed.cache_clear()
     assert accept_encoding() == "gzip, deflate, br, zstd"
 
 
@@ -347,7 +347,7 @@ async def test_bomb_is_read_with_flat_memory(dserver: HypercornServer, kind: str
 
 
 def test_lines_before_an_over_long_one_are_handed_out_first() -> None:
-    from httpstream._decoders import LineDecoder
+    from httpstream._text import LineDecoder
 
     decoder = LineDecoder(max_line_length=5)
     assert decoder.decode("ab\ncd\n" + "x" * 10 + "\nef\n") == ["ab", "cd"]

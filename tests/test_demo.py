@@ -17,8 +17,9 @@ import sys
 
 import pytest
 
-from httpstream import _demo
+from httpstream import demo
 from httpstream.__main__ import main
+from httpstream.demo import _run as demo_run
 
 KEY_LINES = (
     "received == Content-Length: True",
@@ -85,7 +86,7 @@ class FakeTerminal(io.StringIO):
 def test_demo_in_process_with_the_rich_bar() -> None:
     """A small run in this process (warnings are errors, coverage sees it), as on a terminal."""
     out = FakeTerminal()
-    status = _demo.run(["--size", "16", "--h3-size", "4", "--lines", "4", "--interval", "0.05"], out=out)
+    status = demo.run(["--size", "16", "--h3-size", "4", "--lines", "4", "--interval", "0.05"], out=out)
     text = out.getvalue()
     assert status == 0, text
     check_output(text, records=4)
@@ -97,10 +98,10 @@ def test_demo_in_process_with_the_rich_bar() -> None:
 
 def test_a_claim_that_does_not_hold_makes_the_demo_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
     """Expect HTTP/1.1's release rule from HTTP/2: the server sees resets, so the checks fail."""
-    wrong = dataclasses.replace(_demo.FLAVOURS[1], multiplexed=False)
-    monkeypatch.setattr(_demo, "FLAVOURS", (wrong,))
+    wrong = dataclasses.replace(demo_run.FLAVOURS[1], multiplexed=False)
+    monkeypatch.setattr(demo_run, "FLAVOURS", (wrong,))  # the tuple _run reads
     out = io.StringIO()
-    status = _demo.run(["--size", "1", "--lines", "2", "--interval", "0.01"], out=out)
+    status = demo.run(["--size", "1", "--lines", "2", "--interval", "0.01"], out=out)
     text = out.getvalue()
     assert status == 1, text
     assert "small remainder: the server says aborted, expected complete" in text

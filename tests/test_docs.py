@@ -46,7 +46,7 @@ from pathlib import Path
 
 import pytest
 
-from .servers import App, HypercornServer, Receive, Scope, Send
+from .peers.servers import App, HypercornServer, Receive, Scope, Send
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

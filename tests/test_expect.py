@@ -25,8 +25,8 @@ import pytest
 
 import httpstream
 
-from .h2_servers import H2FaultServer, H2ServerConnection, ServerStream
-from .servers import App, FaultServer, HypercornServer, Receive, Scope, Send, pattern
+from .peers.h2_servers import H2FaultServer, H2ServerConnection, ServerStream
+from .peers.servers import App, FaultServer, HypercornServer, Receive, Scope, Send, pattern
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

@@ -1,7 +1,7 @@
 """HTTP/1.1 against peers that fail on purpose: truncation at every byte offset,
 resets, stalls, trickles, lying framing, malformed chunks and oversized heads.
 
-Every exchange is judged by tests/invariants.py: a complete body or an
+Every exchange is judged by tests/peers/invariants.py: a complete body or an
 httpstream exception, bytes handed out a prefix of the true body, no await past
 its timeout, a sane pool afterwards, no leaked descriptor or task.
 
@@ -29,9 +29,9 @@ import pytest
 
 import httpstream
 
-from .faults import Action, Fault, FaultProxy, H1FaultServer, Reply, ServerRequest, chunked, response
-from .invariants import LeakCheck, check_outcome, check_pool, fetch
-from .servers import pattern
+from .peers.faults import Action, Fault, FaultProxy, H1FaultServer, Reply, ServerRequest, chunked, response
+from .peers.invariants import LeakCheck, check_outcome, check_pool, fetch
+from .peers.servers import pattern
 
 TIMEOUT = httpstream.Timeout.all(5.0)
 ERRORS = (httpstream.RemoteProtocolError, httpstream.ReadError)  # what a cut may raise

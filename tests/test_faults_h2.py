@@ -1,6 +1,6 @@
 """HTTP/2 fault injection: a cut after every byte of an answer, and GOAWAY / RST_STREAM at random points.
 
-Two peers, both h2's server side on loopback (tests/h2_servers.py):
+Two peers, both h2's server side on loopback (tests/peers/h2_servers.py):
 
 - ``H2CutServer`` builds the whole answer to a request at once (server preface
   and SETTINGS, SETTINGS ACK, HEADERS, DATA frames with and without padding and
@@ -42,9 +42,9 @@ import pytest
 
 import httpstream
 
-from .h2_servers import H2CutServer, H2FaultServer, H2ServerConnection, ServerStream
-from .invariants import LeakCheck, Outcome, check_outcome, check_pool, fetch
-from .servers import pattern
+from .peers.h2_servers import H2CutServer, H2FaultServer, H2ServerConnection, ServerStream
+from .peers.invariants import LeakCheck, Outcome, check_outcome, check_pool, fetch
+from .peers.servers import pattern
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

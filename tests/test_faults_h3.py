@@ -1,6 +1,6 @@
 """HTTP/3 fault injection: datagrams lost, delayed, reordered or swallowed between client and server.
 
-Every QUIC datagram goes through ``UDPFaultProxy`` (tests/udp_faults.py) on
+Every QUIC datagram goes through ``UDPFaultProxy`` (tests/peers/udp_faults.py) on
 loopback.  With loss in either direction, patterned loss, lost Initial packets,
 and delay with jitter (which reorders), a 1 MiB download must still complete
 with exactly the right bytes (QUIC retransmits); with a blackhole (nothing
@@ -27,10 +27,10 @@ import pytest
 
 import httpstream
 
-from .caddy import SMALL, Caddy
-from .invariants import LeakCheck, check_outcome, check_pool, fetch
-from .servers import HypercornServer, pattern
-from .udp_faults import Loss, UDPFaultProxy
+from .peers.caddy import SMALL, Caddy
+from .peers.invariants import LeakCheck, check_outcome, check_pool, fetch
+from .peers.servers import HypercornServer, pattern
+from .peers.udp_faults import Loss, UDPFaultProxy
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

@@ -2,7 +2,7 @@
 
 Two kinds of peers: hypercorn (TLS with ALPN h2, and h2c by prior knowledge on
 its plain port) for the real-server behaviour, and ``H2FaultServer``
-(tests/h2_servers.py, h2's server side on a raw asyncio Protocol) for scripted
+(tests/peers/h2_servers.py, h2's server side on a raw asyncio Protocol) for scripted
 faults: GOAWAY mid-flight, RST_STREAM, REFUSED_STREAM, early answers to uploads,
 withheld flow-control credit, truncation, oversized headers, CONTINUATION floods,
 a garbage preface, MAX_CONCURRENT_STREAMS and a peer that stops answering PINGs.
@@ -30,8 +30,8 @@ from hyperframe.frame import ContinuationFrame, HeadersFrame
 
 import httpstream
 
-from .h2_servers import H2FaultServer, H2ServerConnection, ServerStream
-from .servers import App, HypercornServer, Receive, Scope, Send, pattern
+from .peers.h2_servers import H2FaultServer, H2ServerConnection, ServerStream
+from .peers.servers import App, HypercornServer, Receive, Scope, Send, pattern
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

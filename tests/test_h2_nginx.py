@@ -9,8 +9,8 @@ import pytest
 
 import httpstream
 
-from .nginx import Nginx
-from .servers import pattern
+from .peers.nginx import Nginx
+from .peers.servers import pattern
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

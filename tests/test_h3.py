@@ -12,8 +12,8 @@ import pytest
 import httpstream
 from httpstream._h3 import HTTP3Connection
 
-from .caddy import SMALL, Caddy
-from .servers import HypercornServer, pattern
+from .peers.caddy import SMALL, Caddy
+from .peers.servers import HypercornServer, pattern
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

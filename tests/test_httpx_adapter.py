@@ -24,7 +24,7 @@ import pytest
 import httpstream
 from httpstream._httpx import HTTPXTransport
 
-from .servers import App, FaultServer, HypercornServer, Receive, Scope, Send, pattern, read_request
+from .peers.servers import App, FaultServer, HypercornServer, Receive, Scope, Send, pattern, read_request
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

@@ -27,9 +27,9 @@ from collections.abc import Iterator
 import pytest
 
 import httpstream
-from tests.invariants import settled
+from tests.peers.invariants import settled
 
-from .servers import App, FaultServer, HypercornServer, Receive, Scope, Send, read_request
+from .peers.servers import App, FaultServer, HypercornServer, Receive, Scope, Send, read_request
 
 
 class LimitsApp(App):

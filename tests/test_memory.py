@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from .servers import FaultServer, HypercornServer, read_request
+from .peers.servers import FaultServer, HypercornServer, read_request
 
 # Peak RSS since a point in time: Linux resets the high-water mark (VmHWM) to the
 # current RSS when 5 is written to clear_refs, so what imports cost before the

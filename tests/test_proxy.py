@@ -1,6 +1,6 @@
 """Proxies as a client: forwarding, CONNECT tunnels, proxy auth, the environment, SOCKS5.
 
-Every proxy here is a real one on loopback (tests/proxy_servers.py) in front of
+Every proxy here is a real one on loopback (tests/peers/proxy_servers.py) in front of
 the session's hypercorn servers; what the proxy saw is checked, not the pool's
 own account of it.
 """
@@ -25,8 +25,8 @@ from httpstream._proxy import (
     proxies_from_env,
 )
 
-from .proxy_servers import HTTPProxy, Socks5Proxy, basic
-from .servers import HypercornServer
+from .peers.proxy_servers import HTTPProxy, Socks5Proxy, basic
+from .peers.servers import HypercornServer
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 

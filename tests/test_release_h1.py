@@ -9,7 +9,7 @@ import pytest
 
 import httpstream
 
-from .servers import FaultServer, HypercornServer, pattern, read_request
+from .peers.servers import FaultServer, HypercornServer, pattern, read_request
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -271,55 +271,6 @@ async def test_stale_connection_retried_once_for_idempotent_requests() -> None:
             await client.post(srv.url(), content=b"x")
         assert srv.accepted == 2
         assert client.transport.stats().in_use == 0  # type: ignore[attr-defined]
-
-
-async def test_keepalive_expiry(server: HypercornServer) -> None:
-    limits = httpstream.Limits(keepalive_expiry=0.1)
-    async with httpstream.AsyncClient(limits=limits) as client:
-        await client.get(server.url("/hello"))
-        assert client.transport.stats().idle == 1  # type: ignore[attr-defined]
-        await asyncio.sleep(0.25)
-        assert client.transport.stats().idle == 0  # type: ignore[attr-defined]
-        await client.get(server.url("/hello"))
-    assert server.app.connections == 2
-
-
-async def test_pool_limits_queue_and_pool_timeout(server: HypercornServer) -> None:
-    limits = httpstream.Limits(max_connections=2, max_keepalive_connections=1)
-    async with httpstream.AsyncClient(limits=limits, timeout=httpstream.Timeout(pool=0.2)) as client:
-        pool = client.transport
-        assert isinstance(pool, httpstream.ConnectionPool)
-        a = await client.stream("GET", server.url("/stall")).__aenter__()
-        b = await client.stream("GET", server.url("/stall")).__aenter__()
-        with pytest.raises(httpstream.PoolTimeout, match="pool timeout"):
-            await client.get(server.url("/hello"))
-        waiting = asyncio.create_task(client.get(server.url("/hello"), timeout=httpstream.Timeout(pool=5)))
-        await asyncio.sleep(0.05)
-        assert pool.stats().queued == 1
-        await a.aclose()  # a large remainder: closed, which frees a slot
-        assert (await waiting).status_code == 200
-        await b.aclose()
-        stats = pool.stats()
-        assert stats.idle <= 1
-        assert stats.in_use == 0
-
-
-async def test_cancelled_pool_waiter_leaks_nothing(server: HypercornServer) -> None:
-    limits = httpstream.Limits(max_connections=1)
-    async with httpstream.AsyncClient(limits=limits) as client:
-        pool = client.transport
-        assert isinstance(pool, httpstream.ConnectionPool)
-        held = await client.stream("GET", server.url("/stall")).__aenter__()
-        waiters = [asyncio.create_task(client.get(server.url("/hello"))) for _ in range(5)]
-        await asyncio.sleep(0.05)
-        assert pool.stats().queued == 5
-        waiters[0].cancel()
-        waiters[2].cancel()
-        await held.aclose()
-        done = await asyncio.gather(*waiters, return_exceptions=True)
-        assert [isinstance(d, asyncio.CancelledError) for d in done] == [True, False, True, False, False]
-        stats = pool.stats()
-        assert (stats.in_use, stats.queued) == (0, 0)
 
 
 async def test_backpressure_holds_bounded_buffer() -> None:

@@ -78,9 +78,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 import httpstream
-from httpstream._decoders import MAX_OUTPUT_CHUNK
+from httpstream._codings import MAX_OUTPUT_CHUNK
 
-from .servers import App, FaultServer, HypercornServer, Receive, Scope, Send, read_request
+from .peers.servers import App, FaultServer, HypercornServer, Receive, Scope, Send, read_request
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 import pytest
 
 import httpstream
-from httpstream._decoders import ServerSentEvent, SSEDecoder
 from httpstream._eventsource import EventSource
+from httpstream._sse import ServerSentEvent, SSEDecoder
 
-from .decoding_servers import DecodingApp, start_server
-from .servers import FaultServer, HypercornServer, read_request
+from .peers.decoding_servers import DecodingApp, start_server
+from .peers.servers import FaultServer, HypercornServer, read_request
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ connection state machine: it would cost more than the parsing (a request event
 to build and check, state transitions on every event) and we decide framing
 and keep-alive ourselves, as RFC 9112 says (sections 6.3 and 9.3): HTTP/1.1, no
 ``Connection: close``, a body whose end was known from its framing, no bytes
-beyond it, the request fully sent.  These h11 readers are not public API, so h11 is pinned to its 0.16 line
-and tests/test_units.py checks that they are there.
+beyond it, the request fully sent.  These h11 readers are not public API: every
+use of them is in ``_internals.py``, which checks h11's version at import.
 
 Line endings (RFC 9112 section 2.2): a head or trailer line ending in a bare LF
 is accepted, as that section allows a recipient to and as h11 does; the chunk
@@ -54,12 +54,11 @@ from collections.abc import Callable
 from typing import Final
 
 import h11
-from h11._readers import ChunkedReader, maybe_read_from_SEND_RESPONSE_server
-from h11._receivebuffer import ReceiveBuffer
 
 from .._config import Limits
 from .._exceptions import (
     IncompleteBody,
+    LocalProtocolError,
     ReadError,
     ReadTimeout,
     RemoteProtocolError,
@@ -68,7 +67,8 @@ from .._exceptions import (
     WriteTimeout,
 )
 from .._headers import Headers
-from .._streams import BodyBuffer, wake
+from .._streams import BodyBuffer, Upload, wake
+from ._internals import ReceiveBuffer, TrailerReader, header_triples, read_response_head, trailer_reader
 
 __all__ = ["Exchange", "H1Protocol", "ResponseHead"]
 
@@ -76,6 +76,7 @@ HEAD: Final = 0
 DIRECT: Final = 1
 CHUNKED: Final = 2
 DONE: Final = 3
+RAW: Final = 4  # after 101 to an Upgrade or 2xx to CONNECT: bytes, not HTTP
 
 
 class ResponseHead:
@@ -107,6 +108,9 @@ class Exchange:
         "received",
         "reusable",
         "request_sent",
+        "upgrade",
+        "on_informational",
+        "upload",
         "reused",
         "draining",
         "drain_timer",
@@ -117,14 +121,24 @@ class Exchange:
         "continue_waiter",
     )
 
-    def __init__(self, method: str, *, reused: bool, read_timeout: float | None, max_header_bytes: int) -> None:
+    def __init__(
+        self,
+        method: str,
+        *,
+        reused: bool,
+        read_timeout: float | None,
+        max_header_bytes: int,
+        upgrade: bool = False,
+        on_informational: Callable[[int, Headers], None] | None = None,
+    ) -> None:
+        self.upgrade = upgrade  # the request asked for an Upgrade: a 101 is its final answer
+        self.on_informational = on_informational
+        self.upload: Upload | None = None
         self.method = method
         self.buf = ReceiveBuffer()
         self.chunked: ChunkedBody | None = None
         self.mode = HEAD
-        self.head_waiter: asyncio.Future[tuple[ResponseHead, BodyBuffer]] = (
-            asyncio.get_running_loop().create_future()
-        )
+        self.head_waiter: asyncio.Future[tuple[ResponseHead, BodyBuffer]] = asyncio.get_running_loop().create_future()
         self.head_timer: asyncio.TimerHandle | None = None
         self.buffer: BodyBuffer | None = None
         self.remaining: int | None = None
@@ -175,7 +189,7 @@ class ChunkedBody:
         self._max_bytes = max_bytes
         self._left = 0  # bytes of the current chunk still to come
         self._crlf = False  # the CRLF after a chunk's data is due
-        self._trailers: ChunkedReader | None = None
+        self._trailers: TrailerReader | None = None
 
     def __call__(self, buf: ReceiveBuffer) -> bytes | h11.EndOfMessage | None:
         if self._trailers is not None:
@@ -203,11 +217,7 @@ class ChunkedBody:
             if self._left == 0:
                 # The last chunk: a trailer section follows (section 7.1.2), a
                 # field section that h11's reader parses as it does a head.
-                trailers = ChunkedReader()
-                primer = ReceiveBuffer()
-                primer += b"0\r\n"
-                trailers(primer)  # reads the last-chunk line: now it expects the trailers
-                self._trailers = trailers
+                self._trailers = trailer_reader()
                 return self._trailer_section(buf)
         data = buf.maybe_extract_at_most(self._left)
         if data is None:
@@ -269,7 +279,11 @@ class H1Protocol(asyncio.Protocol):
             return
         ex.received += len(data)
         mode = ex.mode
-        if mode == DIRECT:
+        if mode == RAW:
+            buffer = ex.buffer
+            assert buffer is not None
+            buffer.feed(data)
+        elif mode == DIRECT:
             self._direct(ex, data)
         elif mode == HEAD:
             self._head(ex, data)
@@ -312,7 +326,14 @@ class H1Protocol(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_exception(WriteError(f"connection lost while sending the request: {exc or 'closed'}"))
         ex = self.exchange
-        if ex is not None and not ex.done:
+        if ex is not None and ex.mode == RAW:
+            buffer = ex.buffer
+            assert buffer is not None
+            if exc is None:
+                buffer.feed_eof()
+            else:
+                buffer.feed_error(ReadError(f"connection lost: {exc}"))
+        elif ex is not None and not ex.done:
             if ex.mode == DIRECT and ex.remaining is None and exc is None and not self._tls_truncated:
                 self._complete(ex)  # a close-delimited body ends with the close
             else:
@@ -331,6 +352,11 @@ class H1Protocol(asyncio.Protocol):
     # -- used by the connection --------------------------------------------------
     def start(self, ex: Exchange) -> None:
         self.exchange = ex
+
+    @property
+    def write_paused(self) -> bool:
+        """The transport's write buffer is above its high-water mark."""
+        return self._write_paused
 
     def write(self, data: bytes) -> None:
         if self.lost or self.transport is None or self.transport.is_closing():
@@ -392,7 +418,7 @@ class H1Protocol(asyncio.Protocol):
         limits = self._limits
         try:
             while True:
-                event = maybe_read_from_SEND_RESPONSE_server(buf)
+                event = read_response_head(buf)
                 if event is None:
                     if len(buf) > limits.max_header_bytes:
                         raise RemoteProtocolError(
@@ -403,9 +429,19 @@ class H1Protocol(asyncio.Protocol):
                 if type(event) is h11.Response:
                     break
                 if event.status_code == 101:
+                    if ex.upgrade:
+                        break  # the final answer: the connection now speaks the new protocol
                     raise RemoteProtocolError("unexpected 101 Switching Protocols: no upgrade was asked for")
                 if event.status_code == 100:
                     wake(ex.continue_waiter)
+                hook = ex.on_informational
+                if hook is not None:
+                    try:
+                        hook(event.status_code, Headers.from_triples(header_triples(event)))
+                    except Exception as exc:
+                        error = LocalProtocolError(f"the on_informational hook raised {type(exc).__name__}: {exc}")
+                        error.__cause__ = exc
+                        raise error from exc
                 ex.informational += 1
                 if ex.informational > limits.max_informational_responses:
                     raise RemoteProtocolError(
@@ -414,7 +450,7 @@ class H1Protocol(asyncio.Protocol):
         except h11.ProtocolError as exc:
             self._fail(ex, RemoteProtocolError(f"malformed response head: {exc}"))
             return
-        except RemoteProtocolError as exc:
+        except (RemoteProtocolError, LocalProtocolError) as exc:
             self._fail(ex, exc)
             return
         leftover = bytes(buf) if buf else b""
@@ -431,7 +467,7 @@ class H1Protocol(asyncio.Protocol):
             return
         # (raw name, lower-cased name, value) triples, validated by h11: the very
         # layout of our Headers, taken over without a copy per field.
-        fields: list[tuple[bytes, bytes, bytes]] = event.headers._full_items
+        fields = header_triples(event)
         if len(fields) > limits.max_header_count:
             self._fail(
                 ex,
@@ -452,6 +488,9 @@ class H1Protocol(asyncio.Protocol):
                 ex.reusable = False
         headers = Headers.from_triples(fields)
         status = event.status_code
+        if status == 101 or (ex.method == "CONNECT" and 200 <= status < 300):
+            self._switch(ex, event, headers, leftover)
+            return
         if event.http_version != b"1.1":
             ex.reusable = False
         no_body = ex.method == "HEAD" or status in (204, 304)
@@ -503,6 +542,36 @@ class H1Protocol(asyncio.Protocol):
                 self._complete(ex)
             elif leftover:
                 self._direct(ex, leftover)
+
+    def _switch(
+        self, ex: Exchange, event: h11.Response | h11.InformationalResponse, headers: Headers, leftover: bytes
+    ) -> None:
+        """101 to an Upgrade, 2xx to CONNECT: from here on the bytes are the caller's.
+
+        RFC 9110 sections 15.2.2 and 9.3.6: the connection now carries another
+        protocol (or a tunnel) right after the head; what came with the head is
+        the first of it.  The exchange stays current so every later byte goes
+        to its buffer, with the body's backpressure (pause_reading).
+        """
+        ex.mode = RAW
+        ex.reusable = False
+        buffer = BodyBuffer(
+            high_water=self._limits.read_high_water,
+            low_water=self._limits.read_low_water,
+            pause=lambda: self._pause_for(ex),
+            resume=lambda: self._resume_for(ex),
+        )
+        ex.buffer = buffer
+        if ex.head_timer is not None:
+            ex.head_timer.cancel()
+            ex.head_timer = None
+        head = ResponseHead(
+            event.status_code, event.reason.decode("latin-1"), "HTTP/" + event.http_version.decode(), headers, None
+        )
+        if leftover:
+            buffer.feed(leftover)
+        if not ex.head_waiter.done():
+            ex.head_waiter.set_result((head, buffer))
 
     def _direct(self, ex: Exchange, data: bytes) -> None:
         remaining = ex.remaining
@@ -579,7 +648,8 @@ class H1Protocol(asyncio.Protocol):
         if self.exchange is ex:
             self.exchange = None
         self._resume()
-        reusable = ex.reusable and ex.request_sent and not self.lost and not self.eof
+        # Whether the request went out in full is the connection's to add.
+        reusable = ex.reusable and not self.lost and not self.eof
         self._on_exchange_done(ex, reusable)
 
     def _fail(self, ex: Exchange, exc: BaseException) -> None:

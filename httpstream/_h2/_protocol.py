@@ -25,28 +25,27 @@ the peer fails every open stream with a ``RemoteProtocolError`` carrying the
 cause and closes the connection; RST_STREAM fails only its stream, with its error
 code; GOAWAY stops new streams and fails those above its last stream id with
 ``StaleConnection`` (never processed, so the pool may retry them).
+
+What this module takes from h2 beyond its public API (the connection subclass,
+the header-list limit, how an oversized header block is recognised) is in
+``_internals.py``; the checks on a response's fields are in ``_fields.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable
 
 import h2.config
-import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
-import h2.frame_buffer
 import h2.settings
-import h2.stream
-import hyperframe.frame
 
 from .._config import Limits
 from .._exceptions import (
     IncompleteBody,
+    LocalProtocolError,
     ReadError,
     ReadTimeout,
     RemoteProtocolError,
@@ -55,81 +54,15 @@ from .._exceptions import (
     WriteTimeout,
 )
 from .._headers import Headers
-from .._streams import BodyBuffer, wake
+from .._network import transport_extra
+from .._streams import BodyBuffer, Upload, wake
+from ._fields import code_name, malformed
+from ._internals import ClientH2Connection, limit_header_list, oversized_header_block
 
 __all__ = ["H2Protocol", "H2Stream"]
 
 _ACK_BATCH = 64 * 1024
 _MAX_CONTROL_FRAMES_PER_SECOND = 1000
-
-
-
-class _QuietDataFrame(hyperframe.frame.DataFrame):
-    """A DATA frame whose repr costs nothing.
-
-    h2 formats every received frame for its trace log (``repr(frame)``, which
-    hex-encodes the payload) before calling the no-op logger: a quarter of the
-    time of a large download.  DATA frames are re-classed to this subclass as
-    they leave the frame buffer, and dispatched exactly as DATA frames are.
-    """
-
-    def __repr__(self) -> str:
-        return "DataFrame"
-
-
-class _FrameBuffer(h2.frame_buffer.FrameBuffer):
-    def __next__(self) -> hyperframe.frame.Frame:
-        frame = super().__next__()
-        if frame.__class__ is hyperframe.frame.DataFrame:
-            frame.__class__ = _QuietDataFrame
-        return frame
-
-
-class _StreamWithoutLengthChecks(h2.stream.H2Stream):
-    """h2's stream minus its Content-Length checks, which ``H2Protocol`` makes per stream.
-
-    RFC 9113 section 8.1.1: a malformed response (a body longer or shorter than
-    its Content-Length, DATA on a response to HEAD, a Content-Length that is not
-    a number) is a *stream* error.  h2 raises these as connection errors, which
-    would fail every other stream in flight on the connection and close it for
-    one bad response.  ``H2Protocol`` checks them itself (``_head``,
-    ``_feed_pending``, ``StreamEnded``) and resets only the stream at fault.
-    """
-
-    def _initialize_content_length(self, headers: Iterable[Any]) -> None:
-        self._expected_content_length = None
-
-    def _track_content_length(self, length: int, end_stream: bool) -> None:
-        return None
-
-
-class _H2Connection(h2.connection.H2Connection):
-    """h2's connection, with two rule changes for a client.
-
-    RFC 9113 section 6.8: after GOAWAY the server still completes the streams up
-    to its last stream id.  h2 moves its whole connection to CLOSED on GOAWAY and
-    then refuses the HEADERS and DATA of exactly those streams, so the connection
-    is kept open here; no new stream is opened on it (``H2Protocol.goaway``).
-
-    Content-Length is checked per stream, not by h2 (``_StreamWithoutLengthChecks``).
-    """
-
-    def __init__(self, config: h2.config.H2Configuration) -> None:
-        super().__init__(config=config)
-        self.incoming_buffer = _FrameBuffer(server=False)
-        self._frame_dispatch_table[_QuietDataFrame] = self._receive_data_frame
-
-    def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> h2.stream.H2Stream:
-        stream = super()._begin_new_stream(stream_id, allowed_ids)
-        stream.__class__ = _StreamWithoutLengthChecks
-        return stream
-
-    def _receive_goaway_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
-        state = self.state_machine.state
-        frames, events = super()._receive_goaway_frame(frame)
-        if state is h2.connection.ConnectionState.CLIENT_OPEN and frame.error_code == 0:
-            self.state_machine.state = state
-        return frames, events
 
 
 class H2Stream:
@@ -152,6 +85,8 @@ class H2Stream:
         "expected_length",
         "continue_waiter",
         "no_body",
+        "upload",
+        "on_informational",
     )
 
     def __init__(self, stream_id: int, method: str, read_timeout: float | None) -> None:
@@ -172,6 +107,8 @@ class H2Stream:
         self.read_timeout = read_timeout
         # Set while the request waits for "100 Continue" (Expect: 100-continue).
         self.continue_waiter: asyncio.Future[None] | None = None
+        self.upload: Upload | None = None  # the request body going up in the background
+        self.on_informational: Callable[[int, Headers], None] | None = None
 
 
 class H2Protocol(asyncio.Protocol):
@@ -189,7 +126,7 @@ class H2Protocol(asyncio.Protocol):
         self._on_stream_closed = on_stream_closed
         self._on_state = on_state
         # Field checks are ours: outbound, a Request's fields are validated when it
-        # is built (and names lowercased here); inbound, ``_malformed`` checks the
+        # is built (and names lowercased here); inbound, ``malformed`` checks the
         # response so a malformed one is a *stream* error (RFC 9113 section 8.1.1)
         # where h2 would fail the whole connection.
         config = h2.config.H2Configuration(
@@ -199,7 +136,7 @@ class H2Protocol(asyncio.Protocol):
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
         )
-        self.h2 = _H2Connection(config=config)
+        self.h2 = ClientH2Connection(config=config)
         self.h2.local_settings = h2.settings.Settings(
             client=True,
             initial_values={
@@ -213,7 +150,7 @@ class H2Protocol(asyncio.Protocol):
         # Settings given up front count as in force from the first frame, so h2
         # never "acknowledges" them into its own limits: set those here.
         self.h2.max_inbound_frame_size = limits.h2_max_frame_size
-        self.h2.decoder.max_header_list_size = limits.max_header_bytes
+        limit_header_list(self.h2, limits.max_header_bytes)
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, H2Stream] = {}
         self.lost = False
@@ -233,6 +170,7 @@ class H2Protocol(asyncio.Protocol):
         self._control_frames = 0
         self._pending: dict[int, list[bytes]] = {}
         self._saw_settings = False
+        self._settings_seen: asyncio.Future[None] = self._loop.create_future()  # the peer's first SETTINGS applied
         self._first_bytes = bytearray()
 
     # -- asyncio callbacks -----------------------------------------------------------
@@ -266,7 +204,7 @@ class H2Protocol(asyncio.Protocol):
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             self.flush()  # h2 queued a GOAWAY that says why
-            if "Oversized header block" in str(exc):
+            if oversized_header_block(exc):
                 # hpack refuses a header list above the size we announced; the
                 # HPACK state is lost with it, so the whole connection goes.
                 error = RemoteProtocolError(
@@ -333,6 +271,7 @@ class H2Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        wake(self._settings_seen)
         if not self.lost_future.done():
             self.lost_future.set_result(None)
         self._wake_senders()
@@ -399,7 +338,7 @@ class H2Protocol(asyncio.Protocol):
             assert isinstance(event, h2.events.TrailersReceived)
             stream = self.streams.get(event.stream_id or 0)
             if stream is not None:
-                problem = _malformed(event.headers or [], trailers=True)
+                problem = malformed(event.headers or [], trailers=True)
                 if problem is not None:
                     self._reset(stream, h2.errors.ErrorCodes.PROTOCOL_ERROR)
                     self._fail(stream, RemoteProtocolError(f"malformed HTTP/2 trailers: {problem}"))
@@ -410,16 +349,19 @@ class H2Protocol(asyncio.Protocol):
             stream = self.streams.get(event.stream_id or 0)
             if stream is not None:
                 stream.informational += 1
-                if (b":status", b"100") in (event.headers or []):
+                raw = event.headers or []
+                if (b":status", b"100") in raw:
                     wake(stream.continue_waiter)
                 if stream.informational > self._limits.max_informational_responses:
                     self._reset(stream, h2.errors.ErrorCodes.PROTOCOL_ERROR)
                     self._fail(stream, RemoteProtocolError("too many informational (1xx) responses"))
+                elif stream.on_informational is not None:
+                    self._informational(stream, raw)
         elif kind is h2.events.StreamReset:
             assert isinstance(event, h2.events.StreamReset)
             stream = self.streams.get(event.stream_id or 0)
             if stream is not None:
-                code = _code(event.error_code)
+                code = code_name(event.error_code)
                 message = f"server reset HTTP/2 stream {stream.stream_id} with {code}"
                 if event.error_code == h2.errors.ErrorCodes.REFUSED_STREAM and stream.buffer is None:
                     # RFC 9113 section 8.7: a refused stream was not processed.
@@ -443,6 +385,7 @@ class H2Protocol(asyncio.Protocol):
                 )
                 return
             if kind is h2.events.RemoteSettingsChanged:
+                wake(self._settings_seen)
                 self._wake_senders()
                 self._on_state()
         elif kind is h2.events.WindowUpdated:
@@ -460,7 +403,7 @@ class H2Protocol(asyncio.Protocol):
         stream = self.streams.get(stream_id)
         if stream is None or stream.head_waiter.done():
             return
-        problem = _malformed(raw, trailers=False)
+        problem = malformed(raw, trailers=False)
         if problem is not None:
             self._reset(stream, h2.errors.ErrorCodes.PROTOCOL_ERROR)
             self._fail(stream, RemoteProtocolError(f"malformed HTTP/2 response on stream {stream_id}: {problem}"))
@@ -512,7 +455,7 @@ class H2Protocol(asyncio.Protocol):
     def _goaway(self, event: h2.events.ConnectionTerminated) -> None:
         self.goaway = True
         last = event.last_stream_id or 0
-        code = _code(event.error_code)
+        code = code_name(event.error_code)
         for stream in list(self.streams.values()):
             if stream.stream_id > last:
                 self._fail(
@@ -572,18 +515,78 @@ class H2Protocol(asyncio.Protocol):
             if self._write_paused:
                 await self._wait(self._drain_waiters, write_timeout, "the server accepted no request data")
 
-    def end_request(self, stream: H2Stream) -> None:
+    def end_request(self, stream: H2Stream, trailers: Headers | None = None) -> None:
+        """End our side: END_STREAM, on a trailing HEADERS frame if there are trailers."""
         if stream.closed or stream.request_done:
             return
         if stream.ended:
-            # The server answered in full before taking the whole body: stop.
+            # The server answered in full before taking the whole body: stop
+            # (RFC 9113 section 8.1 lets it; RST_STREAM(NO_ERROR) says we did).
             self._reset(stream, h2.errors.ErrorCodes.NO_ERROR)
             self._maybe_done(stream, force=True)
             return
-        self.h2.end_stream(stream.stream_id)
+        try:
+            if trailers:
+                self.h2.send_headers(stream.stream_id, [(n, v) for _, n, v in trailers.triples()], end_stream=True)
+            else:
+                self.h2.end_stream(stream.stream_id)
+        except h2.exceptions.ProtocolError as exc:
+            self._fail(stream, RemoteProtocolError(f"cannot end HTTP/2 stream {stream.stream_id}: {exc}"))
+            return
         stream.request_done = True
         self.flush()
         self._maybe_done(stream)
+
+    def send_now(self, stream: H2Stream, data: bytes) -> bool:
+        """Send all of ``data`` at once if the flow-control windows allow; else send nothing."""
+        if len(data) > self.h2.local_flow_control_window(stream.stream_id):
+            return False
+        frame = self.h2.max_outbound_frame_size
+        for start in range(0, len(data), frame):
+            self.h2.send_data(stream.stream_id, data[start : start + frame])
+        self.flush()
+        return True
+
+    def stream_slot_free(self) -> bool:
+        return self.h2.open_outbound_streams < self.h2.remote_settings.max_concurrent_streams
+
+    async def extended_connect_allowed(self, timeout: float | None) -> bool:
+        """RFC 8441 section 3: did the server send SETTINGS_ENABLE_CONNECT_PROTOCOL = 1?
+
+        Waits (at most ``timeout``) for the server's first SETTINGS if they
+        have not arrived yet: the preface may still be on its way.
+        """
+        if not self._settings_seen.done():
+            timer = self._loop.call_later(timeout, wake, self._settings_seen) if timeout is not None else None
+            try:
+                await asyncio.shield(self._settings_seen)
+            finally:
+                if timer is not None:
+                    timer.cancel()
+        return bool(self.h2.remote_settings.enable_connect_protocol)
+
+    def _informational(self, stream: H2Stream, raw: list[tuple[bytes, bytes]]) -> None:
+        hook = stream.on_informational
+        assert hook is not None
+        status = next((int(v) for n, v in raw if n == b":status" and v.isdigit()), 0)
+        try:
+            hook(status, Headers.from_triples([(n, n, v) for n, v in raw if not n.startswith(b":")]))
+        except Exception as exc:
+            self._reset(stream, h2.errors.ErrorCodes.CANCEL)
+            error = LocalProtocolError(f"the on_informational hook raised {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            self._fail(stream, error)
+
+    def extra_info(self, name: str) -> object:
+        return transport_extra(self.transport, name)
+
+    async def wait_closed(self, timeout: float) -> None:
+        """After ``close()``: wait (bounded) for the transport to end, then abort it."""
+        if self.lost or self.transport is None:
+            return
+        await asyncio.wait([self.lost_future], timeout=timeout)
+        if not self.lost:
+            self.transport.abort()
 
     def arm_head_timer(self, stream: H2Stream) -> None:
         if stream.read_timeout is not None and not stream.head_waiter.done():
@@ -788,42 +791,6 @@ class H2Protocol(asyncio.Protocol):
                 pass
             self.flush()
         transport.close()
-
-
-_FIELD_NAME = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9a-z]+$")
-_BAD_VALUE = re.compile(rb"[\r\n\x00]|^[ \t]|[ \t]$")
-_CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"})
-
-
-def _malformed(fields: list[tuple[bytes, bytes]], *, trailers: bool) -> str | None:
-    """Why a response head (or trailer section) is malformed, or None (RFC 9113 section 8)."""
-    status_seen = False
-    regular_seen = False
-    for name, value in fields:
-        if name.startswith(b":"):
-            if trailers or name != b":status" or status_seen or regular_seen:
-                return f"unexpected pseudo-header {name!r}"
-            if len(value) != 3 or not value.isdigit():
-                return f"invalid :status {value!r}"
-            status_seen = True
-            continue
-        regular_seen = True
-        if not _FIELD_NAME.match(name):
-            return f"invalid field name {name!r} (HTTP/2 field names are lowercase tokens)"
-        if name in _CONNECTION_SPECIFIC or name == b"te":
-            return f"connection-specific field {name.decode()!r}"
-        if _BAD_VALUE.search(value):
-            return f"invalid value for {name.decode()!r}"
-    if not trailers and not status_seen:
-        return "no :status"
-    return None
-
-
-def _code(code: object) -> str:
-    try:
-        return h2.errors.ErrorCodes(int(code)).name  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        return f"error code {code}"
 
 
 def _closed_by_caller() -> BaseException:

@@ -31,11 +31,8 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.tls import SessionTicket
 
 from .._config import CertTypes, Limits
-from .._exceptions import ConnectError, ConnectTimeout, HTTPStreamError, ReadError, StaleConnection
-from .._headers import multiplexed_request_fields
-from .._models import Request, Response
+from .._exceptions import ConnectError, ConnectTimeout
 from .._multiplexed import MultiplexedConnection
-from .._streams import ResponseStream, send_request_body, wait_for_continue
 from ._protocol import H3Protocol, _CreditedQuic
 
 if TYPE_CHECKING:
@@ -47,9 +44,10 @@ _UDP_BUFFER = 4 * 1024 * 1024
 
 
 class HTTP3Connection(MultiplexedConnection[H3Protocol]):
-    """An HTTP/3 connection multiplexing many requests over QUIC."""
+    """An HTTP/3 connection multiplexing many requests over QUIC (the request path is ``MultiplexedConnection``'s)."""
 
     http_version = "HTTP/3"
+    scheme_override = "https"
 
     def __init__(
         self,
@@ -60,7 +58,7 @@ class HTTP3Connection(MultiplexedConnection[H3Protocol]):
         limits: Limits,
         on_change: Callable[[HTTP3Connection], None],
     ) -> None:
-        super().__init__(origin, key, on_change)
+        super().__init__(origin, key, limits, on_change)
         self.protocol = H3Protocol(
             quic, limits=limits, on_stream_closed=self._stream_closed, on_state=self._state_changed
         )
@@ -71,61 +69,8 @@ class HTTP3Connection(MultiplexedConnection[H3Protocol]):
     def _can_open(self) -> bool:
         return self.protocol.can_open(self.reserved)
 
-    async def handle_request(self, request: Request) -> Response:
-        self.reserved = max(0, self.reserved - 1)
-        self.requests += 1
-        proto = self.protocol
-        if not proto.is_usable:
-            self._on_change(self)
-            raise StaleConnection(f"HTTP/3 connection unusable before the request was sent: {proto.error}")
-        timeout = request.timeout
-        read_timeout = timeout.read if timeout is not None else None
-        write_timeout = timeout.write if timeout is not None else None
-        url = request.url
-        host = request.headers.get_raw(b"host")
-        authority = host[0] if host else url.netloc.encode("ascii")
-        headers = multiplexed_request_fields(request.method, "https", authority, url.target, request.headers)
-        content = request.content
-        stream = proto.open_stream(read_timeout, request.method)
-        try:
-            no_body = content is None or content == b""
-            proto.send_headers(stream, headers, end_stream=no_body)
-            expect = None if no_body else request.expect_continue_timeout()
-            if expect is None or await wait_for_continue(stream, expect):
-                if content is not None:
-                    await send_request_body(proto, stream, content, write_timeout, piece=65536)
-            elif stream.ended:
-                # The whole final answer came before 100 Continue: the body is
-                # not sent; our side stops with RESET_STREAM(H3_NO_ERROR).  An
-                # answer still arriving is ended the same way on release.
-                proto.end_request(stream)
-            proto.arm_head_timer(stream)
-            status, fields = await stream.head_waiter
-        except BaseException as exc:
-            waiter = stream.head_waiter
-            if (
-                isinstance(exc, HTTPStreamError)
-                and waiter.done()
-                and not waiter.cancelled()
-                and waiter.exception() is None
-            ):
-                status, fields = waiter.result()
-            else:
-                proto.cancel(stream, exc if isinstance(exc, HTTPStreamError) else ReadError("request cancelled"))
-                if waiter.done() and not waiter.cancelled():
-                    waiter.exception()
-                raise
-        buffer = stream.buffer
-        assert buffer is not None
-        response = Response(
-            status,
-            headers=fields,
-            http_version="HTTP/3",
-            request=request,
-            stream=ResponseStream(buffer, lambda: proto.release(stream)),
-        )
-        response.trailers = stream.trailers
-        return response
+    def _socket_open(self) -> bool:
+        return self.protocol.sock is not None
 
 
 def quic_configuration(

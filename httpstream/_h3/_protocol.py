@@ -9,12 +9,12 @@ send every pending datagram once -> re-arm the one timer at ``get_timer()``.
 
 Flow control (bounding a slow reader): aioquic raises a stream's receive limit
 (MAX_STREAM_DATA) as soon as data *arrives*, doubling it, so a stream nobody reads
-could buffer without bound.  ``_CreditedQuic`` replaces that one rule for our
+could buffer without bound.  ``CreditedQuic`` replaces that one rule for our
 request streams: the limit is what the caller has consumed plus
 ``Limits.h3_stream_window``, so at most one window is ever buffered per stream.
 Uploads wait while more than ``_UPLOAD_BUFFER`` bytes sit unacknowledged in
-aioquic's send buffer.  Both rules reach into aioquic internals, which is why
-aioquic is pinned to its 1.x line.
+aioquic's send buffer.  Both rules reach into aioquic internals: every such use
+is in ``_internals.py``, which checks aioquic's version at import.
 
 Limits aioquic does not enforce: bytes received on a request stream before its
 HEADERS frame has been decoded are capped (aioquic would buffer one HEADERS frame
@@ -33,9 +33,9 @@ from collections.abc import Callable
 from typing import Any
 
 from aioquic.h3.connection import ErrorCode, H3Connection
+from aioquic.h3.connection import Setting as H3Setting
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.h3.exceptions import H3Error
-from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnection
 from aioquic.quic.events import (
     ConnectionTerminated,
     HandshakeCompleted,
@@ -45,13 +45,11 @@ from aioquic.quic.events import (
     StreamDataReceived,
     StreamReset,
 )
-from aioquic.quic.packet import QuicFrameType
-from aioquic.quic.packet_builder import QuicPacketBuilder
-from aioquic.quic.stream import QuicStream
 
 from .._config import Limits
 from .._exceptions import (
     ConnectError,
+    LocalProtocolError,
     ReadTimeout,
     RemoteProtocolError,
     StaleConnection,
@@ -60,42 +58,20 @@ from .._exceptions import (
     WriteTimeout,
 )
 from .._headers import Headers
-from .._streams import BodyBuffer, wake
+from .._streams import BodyBuffer, Upload, wake
+from ._internals import (
+    CreditedQuic,
+    live_stream_ids,
+    receive_limit,
+    remote_max_streams_bidi,
+    unacked_send_bytes,
+)
 
 __all__ = ["H3Protocol", "H3Stream"]
 
 _UPLOAD_BUFFER = 1024 * 1024
 _BATCH = 64  # datagrams read per wake-up before processing (bounded, so others run)
-
-
-class _CreditedQuic(QuicConnection):
-    """QuicConnection whose request streams get credit for consumed bytes only."""
-
-    def __init__(self, *args: Any, stream_window: int, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.consumed: dict[int, int] = {}
-        self._stream_window = stream_window
-
-    def _write_stream_limits(self, builder: QuicPacketBuilder, space: Any, stream: QuicStream) -> None:
-        stream_id = stream.stream_id
-        consumed = self.consumed.get(stream_id) if stream_id is not None else None
-        if consumed is None or stream_id is None:
-            super()._write_stream_limits(builder, space, stream)
-            return
-        target = consumed + self._stream_window
-        # Raise the limit in steps of half a window, as WINDOW_UPDATE does in HTTP/2.
-        if stream.max_stream_data_local and target - stream.max_stream_data_local >= self._stream_window // 2:
-            stream.max_stream_data_local = target
-        if stream.max_stream_data_local_sent != stream.max_stream_data_local:
-            buf = builder.start_frame(
-                QuicFrameType.MAX_STREAM_DATA,
-                capacity=MAX_STREAM_DATA_FRAME_CAPACITY,
-                handler=self._on_max_stream_data_delivery,
-                handler_args=(stream,),
-            )
-            buf.push_uint_var(stream_id)
-            buf.push_uint_var(stream.max_stream_data_local)
-            stream.max_stream_data_local_sent = stream.max_stream_data_local
+_CreditedQuic = CreditedQuic  # the name _connection.py imports
 
 
 class H3Stream:
@@ -117,6 +93,8 @@ class H3Stream:
         "no_body",
         "informational",
         "continue_waiter",
+        "upload",
+        "on_informational",
     )
 
     def __init__(self, stream_id: int, read_timeout: float | None, method: str = "GET") -> None:
@@ -136,6 +114,8 @@ class H3Stream:
         self.read_timeout = read_timeout
         # Set while the request waits for "100 Continue" (Expect: 100-continue).
         self.continue_waiter: asyncio.Future[None] | None = None
+        self.upload: Upload | None = None  # the request body going up in the background
+        self.on_informational: Callable[[int, Headers], None] | None = None
 
 
 class H3Protocol:
@@ -151,7 +131,7 @@ class H3Protocol:
 
     def __init__(
         self,
-        quic: _CreditedQuic,
+        quic: CreditedQuic,
         *,
         limits: Limits,
         on_stream_closed: Callable[[H3Stream], None],
@@ -174,6 +154,7 @@ class H3Protocol:
         self._send_waiters: list[asyncio.Future[None]] = []
         self._pings: dict[int, asyncio.Future[None]] = {}
         self._peer: Any = None
+        self._settings_waiter: asyncio.Future[None] | None = None
 
     # -- the socket ------------------------------------------------------------------------------
     def attach(self, sock: socket.socket) -> None:
@@ -217,6 +198,8 @@ class H3Protocol:
             if event is None:
                 break
             self._quic_event(event)
+        if self._settings_waiter is not None and (self.h3.received_settings is not None or self.terminated):
+            wake(self._settings_waiter)
         if was_full and not self.terminated and self.can_open(0):
             # The server granted more streams (MAX_STREAMS): queued requests may go.
             self._on_state()
@@ -302,7 +285,21 @@ class H3Protocol:
                     )
             return
         elif isinstance(event, StopSendingReceived):
-            return  # the server needs no more request body; its answer decides
+            # RFC 9114 section 4.1: the server needs no more request body
+            # (H3_NO_ERROR after a complete answer); its answer decides the
+            # rest.  The upload stops and our side ends with RESET_STREAM.
+            stream = self.streams.get(event.stream_id)
+            if stream is not None and not stream.request_done:
+                if stream.upload is not None:
+                    stream.upload.stop()
+                try:
+                    self.quic.reset_stream(event.stream_id, event.error_code)
+                except (ValueError, AssertionError):
+                    pass  # already finished on that side
+                stream.request_done = True
+                if stream.ended and stream.buffer is not None and stream.buffer.eof:
+                    self._forget(stream)
+            return
         elif isinstance(event, PingAcknowledged):
             waiter = self._pings.pop(event.uid, None)
             if waiter is not None and not waiter.done():
@@ -382,6 +379,15 @@ class H3Protocol:
             stream.informational += 1
             if status == 100:
                 wake(stream.continue_waiter)
+            hook = stream.on_informational
+            if hook is not None and stream.informational <= limits.max_informational_responses:
+                try:
+                    hook(status, Headers.from_triples(fields))
+                except Exception as exc:
+                    error = LocalProtocolError(f"the on_informational hook raised {type(exc).__name__}: {exc}")
+                    error.__cause__ = exc
+                    self._abort(stream, error, ErrorCode.H3_REQUEST_CANCELLED)
+                    return
             if stream.informational > limits.max_informational_responses:
                 self._abort(
                     stream,
@@ -418,13 +424,13 @@ class H3Protocol:
             self._forget(stream)
 
     # -- streams ------------------------------------------------------------------------------------
-    def open_stream(self, read_timeout: float | None, method: str = "GET") -> H3Stream:
+    def open_stream(self, method: str, read_timeout: float | None) -> H3Stream:
         stream_id = self.quic.get_next_available_stream_id()
         stream = H3Stream(stream_id, read_timeout, method)
         self.streams[stream_id] = stream
         consumed = self.quic.consumed
         if len(consumed) > 2 * len(self.streams) + 16:
-            live = self.quic._streams
+            live = live_stream_ids(self.quic)
             for key in [k for k in consumed if k not in live and k not in self.streams]:
                 del consumed[key]
         consumed[stream_id] = 0
@@ -459,19 +465,66 @@ class H3Protocol:
                 deadline = self._loop.time() + write_timeout
             unacked = now_unacked
 
-    def end_request(self, stream: H3Stream) -> None:
+    def end_request(self, stream: H3Stream, trailers: Headers | None = None) -> None:
+        """End our side: FIN, after a trailing HEADERS frame if there are trailers."""
         if stream.closed or stream.request_done:
             return
         if stream.ended:
+            # A complete answer before the whole body: stop with H3_NO_ERROR.
             self._abort(stream, None, ErrorCode.H3_NO_ERROR)
             return
-        self.h3.send_data(stream.stream_id, b"", end_stream=True)
+        if trailers:
+            self.h3.send_headers(stream.stream_id, [(n, v) for _, n, v in trailers.triples()], end_stream=True)
+        else:
+            self.h3.send_data(stream.stream_id, b"", end_stream=True)
         stream.request_done = True
+        if stream.ended and stream.buffer is not None and stream.buffer.eof:
+            self._forget(stream)
         self.transmit()
 
+    def send_now(self, stream: H3Stream, data: bytes) -> bool:
+        """Hand a small body to QUIC at once (it buffers it); a large one goes through ``send_body``."""
+        if len(data) > _UPLOAD_BUFFER:
+            return False
+        self.h3.send_data(stream.stream_id, data, end_stream=False)
+        return True
+
+    def stream_slot_free(self) -> bool:
+        return True  # can_open() counted the peer's MAX_STREAMS when the pool reserved the slot
+
+    async def wait_for_stream_slot(self, timeout: float | None) -> None:
+        return None
+
+    async def extended_connect_allowed(self, timeout: float | None) -> bool:
+        """RFC 9220: did the server's SETTINGS enable extended CONNECT?  Waits for them (bounded)."""
+        if self.h3.received_settings is None and not self.terminated:
+            waiter = self._loop.create_future()
+            self._settings_waiter = waiter
+            timer = self._loop.call_later(timeout, wake, waiter) if timeout is not None else None
+            try:
+                await waiter
+            finally:
+                self._settings_waiter = None
+                if timer is not None:
+                    timer.cancel()
+        settings = self.h3.received_settings or {}
+        return settings.get(H3Setting.ENABLE_CONNECT_PROTOCOL) == 1
+
+    def extra_info(self, name: str) -> object:
+        sock = self.sock
+        if name == "socket":
+            return sock
+        if name == "server_addr":
+            return self._peer
+        if name == "client_addr":
+            return sock.getsockname() if sock is not None else None
+        return None
+
+    async def wait_closed(self, timeout: float) -> None:
+        return None  # close() ends the QUIC connection and its endpoint at once
+
     def _unacked(self, stream: H3Stream) -> int:
-        quic_stream = self.quic._streams.get(stream.stream_id)
-        return len(quic_stream.sender._buffer) if quic_stream is not None else 0
+        return unacked_send_bytes(self.quic, stream.stream_id)
 
     async def _wait_send(self, deadline: float | None, timeout: float | None) -> None:
         """Wait for the next transmit (or the stream's end); WriteTimeout at ``deadline``."""
@@ -544,10 +597,10 @@ class H3Protocol:
             return
         total += count
         consumed[stream.stream_id] = total
-        quic_stream = self.quic._streams.get(stream.stream_id)
+        limit = receive_limit(self.quic, stream.stream_id)
         window = self._limits.h3_stream_window
         # Send only when the credit is due (half a window), not on every read.
-        if quic_stream is not None and total + window - quic_stream.max_stream_data_local >= window // 2:
+        if limit is not None and total + window - limit >= window // 2:
             self.transmit()
 
     def _fail(self, stream: H3Stream, exc: BaseException) -> None:
@@ -641,7 +694,7 @@ class H3Protocol:
         if len(self.streams) + reserved >= self._limits.max_concurrent_streams:
             return False
         next_index = self.quic.get_next_available_stream_id() // 4 + reserved
-        return bool(next_index < self.quic._remote_max_streams_bidi)
+        return next_index < remote_max_streams_bidi(self.quic)
 
 
 def _code(code: int) -> str:

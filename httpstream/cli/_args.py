@@ -17,8 +17,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._client import __version__
 from .._config import Timeout
+from .._version import __version__
 from ._errors import LocalFileError, UsageError, exit_code_table
 
 __all__ = ["Options", "RequestSpec", "build_parser", "parse_args", "parse_item"]

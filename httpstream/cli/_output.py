@@ -24,9 +24,9 @@ import os
 import stat
 from typing import Any, BinaryIO, TextIO
 
-from .._decoders import ServerSentEvent
 from .._models import Request, Response
 from .._pool import ConnectionPool
+from .._sse import ServerSentEvent
 
 __all__ = ["Sink", "Trace", "format_event", "format_head", "format_json", "is_live"]
 

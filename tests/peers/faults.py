@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from tests.servers import FaultServer
+from .servers import FaultServer
 
 __all__ = ["Action", "Fault", "FaultProxy", "H1FaultServer", "Reply", "ServerRequest", "chunked", "response"]
 

@@ -68,6 +68,7 @@ class Caddy:
             "  bind 127.0.0.1\n"
             f"  tls {self._cert} {self._key}\n"
             f"  root * {root}\n"
+            '  respond /upload-then-413 "too large" 413\n'
             "  file_server\n"
             "}\n"
         )

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import h11
 
-from tests.servers import LoopbackServer
+from .servers import LoopbackServer
 
 __all__ = ["HTTPProxy", "Seen", "Socks5Proxy"]
 

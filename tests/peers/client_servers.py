@@ -12,7 +12,7 @@ import threading
 from collections import defaultdict
 from urllib.parse import quote
 
-from tests.servers import App, Receive, Scope, Send
+from .servers import App, Receive, Scope, Send
 
 
 class ClientApp(App):
