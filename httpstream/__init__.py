@@ -37,11 +37,11 @@ from ._exceptions import (
 from ._headers import Headers
 from ._httpx import HTTPXTransport
 from ._models import Request, Response
+from ._network import NetworkStream
 from ._pool import ConnectionPool, PoolStats
 from ._proxy import Proxy
 from ._retry import Retry
 from ._sse import ServerSentEvent
-from ._network import NetworkStream
 from ._streams import ResponseStream, Upload
 from ._urls import URL, Origin
 from ._version import __version__

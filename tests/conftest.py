@@ -109,8 +109,8 @@ async def no_leaks(
     _https_server: HypercornServer,
     _h2_server: HypercornServer,
     _h3_server: HypercornServer,
-    _duplex_server: HypercornServer,
-    _duplex_tls_server: HypercornServer,
+    _duplex_server: HypercornServer,  # noqa: F811 (the fixture imported above)
+    _duplex_tls_server: HypercornServer,  # noqa: F811
 ) -> object:
     """Check that a test leaves no extra tasks or file descriptors behind.
 

@@ -46,6 +46,7 @@ from pathlib import Path
 
 import pytest
 
+from .peers.duplex import DuplexApp
 from .peers.servers import App, HypercornServer, Receive, Scope, Send
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,12 +112,41 @@ CLI_BLOCKS = [
 
 # -- the server the examples talk to --------------------------------------------------
 class DocsApp(App):
-    """The test App plus what the pages need: SSE, NDJSON, a flaky endpoint, cookies, gzip."""
+    """The test App plus what the pages need: SSE, NDJSON, a flaky endpoint, cookies, gzip.
+
+    And, from ``DuplexApp``, what the transport page needs: ``/duplex`` (each
+    request chunk echoed as it arrives), ``/ws`` (WebSocket echo over HTTP/1.1
+    Upgrade and HTTP/2 / HTTP/3 extended CONNECT), ``/early-hints`` (a 103
+    before the 200, HTTP/2 and HTTP/3) and ``/upload-then-413``.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.flaky: dict[str, int] = {}
         self._flaky_lock = threading.Lock()
+        self.duplex = DuplexApp()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self.duplex(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def h_duplex(self, scope: Scope, receive: Receive, send: Send, args: list[str], q: dict[str, str]) -> None:
+        """/duplex: a 200 head at once, then each request body chunk echoed back as it arrives."""
+        await self.duplex({**scope, "path": "/echo"}, receive, send)
+
+    async def h_early_hints(
+        self, scope: Scope, receive: Receive, send: Send, args: list[str], q: dict[str, str]
+    ) -> None:
+        """/early-hints: a 103 and then a 200 (HTTP/2 and HTTP/3; hypercorn ignores 103 on HTTP/1.1)."""
+        await self.duplex(scope, receive, send)
+
+    async def h_upload_then_413(
+        self, scope: Scope, receive: Receive, send: Send, args: list[str], q: dict[str, str]
+    ) -> None:
+        """/upload-then-413: 413 at once, the request body left unread."""
+        await self.duplex(scope, receive, send)
 
     async def h_stall(self, scope: Scope, receive: Receive, send: Send, args: list[str], q: dict[str, str]) -> None:
         """/stall as in App, but the handler ends when the client goes away.

@@ -356,3 +356,25 @@ async def test_the_pool_never_changes_the_callers_request(server: HypercornServe
     assert request.headers.multi_items() == headers_before
     assert request.extensions == {}
     assert request.target == "/bytes/10"
+
+
+# -- request trailers over HTTP/3 (aioquic recorder: hypercorn's h3 crashes on them) -------------
+
+
+async def test_request_trailers_over_http3(cert_files: dict[str, str]) -> None:
+    from .peers.h3_recorder import TrailerServerH3
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"hello "
+        yield b"world"
+
+    server = TrailerServerH3(cert_files["cert"], cert_files["key"])
+    async with server, pool_for("h3", cert_files) as pool:
+        for content in (b"hello world", body(), None):
+            seen = await _trailer_round(pool, server.url("/t"), content)
+            assert seen["http_version"] == "3"
+            assert seen["trailers"] == [["x-checksum", "abc123"]]
+            assert seen["body_length"] == (0 if content is None else 11)
+        assert pool.connects == 1  # one QUIC connection carried all three
+        assert server.accepted == 1
+    assert [r.trailers for r in server.requests] == [[("x-checksum", "abc123")]] * 3

@@ -133,7 +133,7 @@ def test_config_values_are_frozen() -> None:
 
 
 LAYERS = {
-    "_exceptions": 0, "_config": 0, "_retry": 0, "_version": 0, "_versions": 0,
+    "_exceptions": 0, "_config": 0, "_retry": 0, "_version": 0, "_requires": 0,
     "_urls": 1, "_headers": 1,
     "_models": 2, "_streams": 2, "_codings": 2, "_text": 2, "_sse": 2, "_altsvc": 2, "_content": 2, "_auth": 2,
     "_cookies": 2, "_proxy": 2, "_multiplexed": 2, "_interfaces": 2, "_network": 2,
@@ -267,7 +267,7 @@ def test_each_backend_checks_its_wire_library_version(dist: str, module: str) ->
     import importlib
     import importlib.metadata
 
-    from httpstream._versions import require_version
+    from httpstream._requires import require_version
 
     internals = importlib.import_module(module)
     assert importlib.metadata.version(dist) == internals.VERIFIED
@@ -280,7 +280,7 @@ def test_each_backend_checks_its_wire_library_version(dist: str, module: str) ->
 
 
 def test_version_check_reads_versions_as_numbers() -> None:
-    from httpstream._versions import require_version
+    from httpstream._requires import require_version
 
     assert require_version("h2", "4.4.1", "5", installed="4.10.0") == "4.10.0"
     assert require_version("aioquic", "1.2", "2", installed="1.2.0") == "1.2.0"

@@ -106,6 +106,7 @@ class HTTP11Connection:
         self._on_change = on_change
         self._upload: Upload | None = None
         self._upload_headers = Headers()  # the head of the request whose body is going up
+        self._holding = False  # its body is held back for 100 Continue
         self._finishing: asyncio.TimerHandle | None = None  # deadline of an upload outliving its answer
         self.protocol = H1Protocol(limits=limits, on_exchange_done=self._exchange_done, on_lost=self._lost)
 
@@ -222,9 +223,9 @@ class HTTP11Connection:
             request=request,
         )
         if ex.mode == RAW:
+            self._detach()
             if websocket_key is not None:
                 _check_accept(websocket_key, head_info.headers, proto)
-            self._detach()
             response.extensions["network_stream"] = NetworkStream(buffer, _H1Channel(proto))
             return response
         response.stream = ResponseStream(buffer, lambda: self._release(ex))
@@ -263,6 +264,7 @@ class HTTP11Connection:
         async def send(upload: Upload) -> bool:
             return await self._upload_body(upload, request, ex, data, expect, chunked, write_timeout)
 
+        self._holding = expect is not None  # the body waits for 100 Continue
         upload = Upload(send, lambda exc: self._upload_failed(ex, exc))
         ex.upload = self._upload = upload
         self._upload_headers = headers
@@ -280,6 +282,7 @@ class HTTP11Connection:
         """The background half of sending: what ``_send`` could not write at once."""
         proto = self.protocol
         if expect is not None and not await wait_for_continue(ex, expect):
+            self._holding = False
             # The final answer came before 100 Continue: the body is never sent.
             # Our head announced it (Content-Length or chunked), so the message
             # stays incomplete and the server may read our next bytes as that
@@ -288,6 +291,7 @@ class HTTP11Connection:
             ex.reusable = False
             self._upload_done(ex, sent=False)
             return False
+        self._holding = False
         content = request.content
         if data is None and isinstance(content, bytes):
             data = _chunk(content) + _last_chunk(request.trailers) if chunked else content
@@ -380,7 +384,7 @@ class HTTP11Connection:
         if self.state in (CLOSED, DETACHED):
             return
         upload = self._upload
-        if reusable and upload is not None and not upload.done:
+        if reusable and upload is not None and not upload.done and not self._holding:
             # RFC 9112 section 9.5: the answer is complete before the request.
             rest = _rest(self._upload_headers, upload)
             if rest is not None and rest <= self._limits.max_drain_bytes and self.protocol.is_usable:

@@ -37,7 +37,7 @@ import h11
 from h11._readers import ChunkedReader, maybe_read_from_SEND_RESPONSE_server
 from h11._receivebuffer import ReceiveBuffer
 
-from .._versions import require_version
+from .._requires import require_version
 
 __all__ = [
     "MINIMUM",

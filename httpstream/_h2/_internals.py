@@ -49,7 +49,7 @@ import h2.stream
 import hpack
 import hyperframe.frame
 
-from .._versions import require_version
+from .._requires import require_version
 
 __all__ = ["MINIMUM", "BELOW", "ClientH2Connection", "limit_header_list", "oversized_header_block"]
 

@@ -43,7 +43,7 @@ from aioquic.quic.packet import QuicFrameType
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.stream import QuicStream
 
-from .._versions import require_version
+from .._requires import require_version
 
 __all__ = [
     "MINIMUM",
