@@ -17,7 +17,7 @@ was built with.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ._config import Timeout
@@ -43,6 +43,7 @@ class ConnectionInfo:
     socket_open: bool  # the transport (or UDP endpoint) is still open
 
 
+@runtime_checkable
 class Connection(Protocol):
     """What every connection kind implements for the pool."""
 

@@ -16,18 +16,32 @@ of a repeated wait, such as a body read's), cancelled there in two ways:
   so the result is lost to the cancellation (a slot handed to a request at the
   moment it is cancelled: the case that orphans pool slots).
 
+The exchange is full duplex: ``handle_request`` returns at the response head
+while an ``Upload`` task (``_streams.Upload``) sends the rest of the request
+body, so a request waits in two tasks.  While a run goes, a task factory on
+the loop (``stepping_uploads``) wraps every upload the caller starts in a
+``Checkpoints`` of its own, whose suspensions join the caller's list as
+``upload:<waiting function>`` (``upload:body iterator`` when the upload waits
+inside the caller's own body iterator).  Reaching the target there cancels the
+caller's task, both ways: ``at`` while the upload waits there, ``after`` just as
+what it waits for completes.  The upload is the library's to stop; the caller
+only gives up.
+
 Which function was waiting is taken from the profile hook's view of the frames
 that unwound for the suspension (the innermost ``httpstream`` coroutine whose
 yield is the task's); each scenario asserts that its interesting waits (connect,
-TLS, ALPN wait, pool wait, head, body, write drain, flow control) were among the
-checkpoints cancelled, so the test cannot silently stop covering them.
+TLS, ALPN wait, pool wait, head, body, and in the upload task the write drain,
+flow control and the HTTP/3 send wait) were among the checkpoints cancelled, so
+the test cannot silently stop covering them.  The duplex scenarios read an echo
+of the upload while it still goes up, and are cancelled at the waits of both.
 
 After every run the invariants of the issue are checked: the task ends
 cancelled within a bound (no hang, no swallowed cancellation, no library error
 instead), every body byte handed out is a prefix of the real body, the pool
-settles to no connection in use, no queued request, no open stream and only
-idle connections, the same pool still serves a complete request, and once the
-client is closed no task and no file descriptor is left behind.
+settles to no connection in use, no queued request, no open stream, only idle
+connections and no upload still running (``_streams._RUNNING``), the same pool
+still serves a complete request, and once the client is closed no task and no
+file descriptor is left behind.
 
 The random loops then throw 10,000 streams (HTTP/1.1 and HTTP/2 on one pool)
 and 2,000 more (HTTP/3) at random endings: read to the end, closed after the
@@ -45,7 +59,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import CodeType, FrameType
@@ -106,6 +120,7 @@ class Checkpoints(Coroutine[Any, Any, Any]):
         parent: Checkpoints | None = None,
     ) -> None:
         self._inner = inner
+        self.__name__ = f"Checkpoints({getattr(inner, '__qualname__', '?')})"  # what a task's repr shows
         self._target = target if parent is None else None
         self._late = late
         self._parent = parent
@@ -462,7 +477,7 @@ async def no_leftovers(tasks_before: set[asyncio.Task[Any]], fds_before: int) ->
 
 # -- scenarios ------------------------------------------------------------------------------------------
 
-Run = Callable[[httpstream.AsyncClient, Record], Awaitable[None]]
+Run = Callable[[httpstream.AsyncClient, Record], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -559,6 +574,7 @@ def duplex_echo(base: str, chunks: int = 40, size: int = 16384, lead: int = 4) -
         async with client.stream("POST", f"{base}/echo", content=pieces()) as r:
             assert r.status_code == 200
             upload = r.extensions["upload"]
+            assert isinstance(upload, _streams.Upload)
             async with contextlib.aclosing(r.aiter_raw()) as echoed:
                 async for chunk in echoed:
                     if not body.got:

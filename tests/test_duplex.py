@@ -378,3 +378,39 @@ async def test_request_trailers_over_http3(cert_files: dict[str, str]) -> None:
         assert pool.connects == 1  # one QUIC connection carried all three
         assert server.accepted == 1
     assert [r.trailers for r in server.requests] == [[("x-checksum", "abc123")]] * 3
+
+
+@pytest.mark.parametrize("kind", ["h1", "h2c", "h2", "h3"])
+async def test_closing_the_response_early_stops_the_upload(
+    kind: str, duplex_server: HypercornServer, duplex_tls_server: HypercornServer, cert_files: dict[str, str]
+) -> None:
+    """The lifecycle table with an upload in flight: aclose() releases both directions."""
+    gate = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"a" * CHUNK
+        await gate.wait()  # never set: only stopping the upload ends this
+        yield b"never"
+
+    async with pool_for(kind, cert_files) as pool:
+        async with asyncio.timeout(10):
+            request = httpstream.Request("POST", echo_url(kind, duplex_server, duplex_tls_server), content=body())
+            response = await pool.handle_request(request)
+            first = await response.stream.__anext__()
+            assert first
+            upload = response.extensions["upload"]
+            await response.aclose()
+            assert await upload.wait() is False
+        for _ in range(100):
+            if pool.stats().in_use == 0 and pool.stats().streams == 0 and not _RUNNING:
+                break
+            await asyncio.sleep(0.02)
+        assert pool.stats().in_use == 0
+        assert pool.stats().streams == 0
+        assert not _RUNNING
+        # the pool still serves (HTTP/2 and HTTP/3: on the same connection, the stream was reset)
+        again = await pool.handle_request(
+            httpstream.Request("POST", echo_url(kind, duplex_server, duplex_tls_server), content=b"ok")
+        )
+        assert await again.aread() == b"ok"
+        assert pool.connects == (2 if kind == "h1" else 1)

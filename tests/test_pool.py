@@ -119,3 +119,68 @@ async def test_cancelled_pool_waiter_leaks_nothing(server: HypercornServer) -> N
         assert [isinstance(d, asyncio.CancelledError) for d in done] == [True, False, True, False, False]
         stats = pool.stats()
         assert (stats.in_use, stats.queued) == (0, 0)
+
+
+# -- the one connection interface ---------------------------------------------------------------
+
+
+def test_every_connection_kind_implements_the_interface() -> None:
+    """HTTP/1.1, HTTP/2 and HTTP/3 connections all carry every member of ``Connection``."""
+    import inspect
+
+    from httpstream._h1 import HTTP11Connection
+    from httpstream._h2 import HTTP2Connection
+    from httpstream._h3 import HTTP3Connection
+    from httpstream._interfaces import Connection
+
+    members = {
+        name
+        for name, value in vars(Connection).items()
+        if not name.startswith("_") and (callable(value) or isinstance(value, property))
+    } | set(Connection.__annotations__)
+    assert {"handle_request", "is_available", "is_idle", "has_expired", "is_closed", "aclose", "info"} <= members
+    for kind in (HTTP11Connection, HTTP2Connection, HTTP3Connection):
+        for name in members - set(Connection.__annotations__):
+            assert callable(getattr(kind, name, None)), f"{kind.__name__} lacks {name}"
+        for name in ("handle_request", "check", "aclose"):
+            assert inspect.iscoroutinefunction(getattr(kind, name)), f"{kind.__name__}.{name} is not async"
+
+
+def test_the_pool_speaks_to_connections_through_the_interface_only() -> None:
+    """No ``isinstance`` on a connection class and no reach into a connection's protocol in ``_pool``."""
+    import ast
+    import pathlib
+
+    source = pathlib.Path(httpstream.__file__).parent / "_pool.py"
+    tree = ast.parse(source.read_text())
+    classes = {"HTTP11Connection", "HTTP2Connection", "HTTP3Connection"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "isinstance":
+            named = {n.id for n in ast.walk(node.args[1]) if isinstance(n, ast.Name)}
+            assert not named & classes, f"line {node.lineno}: isinstance on {named & classes}"
+        opened = isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "connected"
+        if isinstance(node, ast.Attribute) and node.attr in ("protocol", "lost", "lost_future", "transport") and not opened:
+            # (``connected`` is the fresh socket from _net, before any connection owns it)
+            raise AssertionError(f"line {node.lineno}: the pool reads a connection's .{node.attr}")
+
+
+async def test_a_detached_connection_is_neither_counted_nor_closed_by_the_pool() -> None:
+    """A 101 hands the connection over: stats forget it, aclose() leaves it open."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+        while data := await reader.read(1024):
+            writer.write(data)
+            await writer.drain()
+
+    async with FaultServer(handler) as srv:
+        pool = httpstream.ConnectionPool()
+        request = httpstream.Request("GET", srv.url(), headers={"Upgrade": "echo", "Connection": "Upgrade"})
+        response = await pool.handle_request(request)
+        stream = response.extensions["network_stream"]
+        assert pool.stats() == httpstream.PoolStats(0, 0, 0, 0, 0, 0)
+        await pool.aclose()
+        await stream.write(b"still here", timeout=5)
+        assert await stream.read(100, timeout=5) == b"still here"
+        await stream.aclose()

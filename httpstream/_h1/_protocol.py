@@ -488,14 +488,19 @@ class H1Protocol(asyncio.Protocol):
                 ex.reusable = False
         headers = Headers.from_triples(fields)
         status = event.status_code
-        if status == 101 or (ex.method == "CONNECT" and 200 <= status < 300):
-            self._switch(ex, event, headers, leftover)
-            return
-        if event.http_version != b"1.1":
+        # 101 to an Upgrade, 2xx to CONNECT (RFC 9110 sections 15.2.2 and
+        # 9.3.6): the connection now carries another protocol, or a tunnel,
+        # right after the head; what came with the head is the first of it.
+        # The exchange stays current, so every later byte goes to its buffer
+        # with a body's backpressure (pause_reading), but no read timeout.
+        raw = status == 101 or (ex.method == "CONNECT" and 200 <= status < 300)
+        if event.http_version != b"1.1" or raw:
             ex.reusable = False
         no_body = ex.method == "HEAD" or status in (204, 304)
         content_length: int | None
-        if no_body:
+        if raw:
+            content_length = None
+        elif no_body:
             content_length = 0
         elif has_te:
             content_length = None
@@ -512,7 +517,7 @@ class H1Protocol(asyncio.Protocol):
         buffer = BodyBuffer(
             high_water=self._limits.read_high_water,
             low_water=self._limits.read_low_water,
-            read_timeout=ex.read_timeout,
+            read_timeout=None if raw else ex.read_timeout,
             pause=lambda: self._pause_for(ex),
             resume=lambda: self._resume_for(ex),
         )
@@ -523,8 +528,14 @@ class H1Protocol(asyncio.Protocol):
         head = ResponseHead(
             status, event.reason.decode("latin-1"), "HTTP/" + event.http_version.decode(), headers, content_length
         )
+        if raw:
+            ex.mode = RAW
+            if leftover:
+                buffer.feed(leftover)
         if not ex.head_waiter.done():
             ex.head_waiter.set_result((head, buffer))
+        if raw:
+            return
         if no_body:
             if leftover:
                 ex.reusable = False
@@ -542,36 +553,6 @@ class H1Protocol(asyncio.Protocol):
                 self._complete(ex)
             elif leftover:
                 self._direct(ex, leftover)
-
-    def _switch(
-        self, ex: Exchange, event: h11.Response | h11.InformationalResponse, headers: Headers, leftover: bytes
-    ) -> None:
-        """101 to an Upgrade, 2xx to CONNECT: from here on the bytes are the caller's.
-
-        RFC 9110 sections 15.2.2 and 9.3.6: the connection now carries another
-        protocol (or a tunnel) right after the head; what came with the head is
-        the first of it.  The exchange stays current so every later byte goes
-        to its buffer, with the body's backpressure (pause_reading).
-        """
-        ex.mode = RAW
-        ex.reusable = False
-        buffer = BodyBuffer(
-            high_water=self._limits.read_high_water,
-            low_water=self._limits.read_low_water,
-            pause=lambda: self._pause_for(ex),
-            resume=lambda: self._resume_for(ex),
-        )
-        ex.buffer = buffer
-        if ex.head_timer is not None:
-            ex.head_timer.cancel()
-            ex.head_timer = None
-        head = ResponseHead(
-            event.status_code, event.reason.decode("latin-1"), "HTTP/" + event.http_version.decode(), headers, None
-        )
-        if leftover:
-            buffer.feed(leftover)
-        if not ex.head_waiter.done():
-            ex.head_waiter.set_result((head, buffer))
 
     def _direct(self, ex: Exchange, data: bytes) -> None:
         remaining = ex.remaining
