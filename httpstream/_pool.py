@@ -136,6 +136,7 @@ class _Connecting:
     """
 
     __slots__ = ("route", "origin", "key", "may_multiplex", "quic_target")
+    state = "connecting"  # as ConnectionInfo.state would say, for reprs and diagnostics
 
     def __init__(self, route: _Route, may_multiplex: bool) -> None:
         self.route = route

@@ -496,6 +496,12 @@ class H1Protocol(asyncio.Protocol):
         raw = status == 101 or (ex.method == "CONNECT" and 200 <= status < 300)
         if event.http_version != b"1.1" or raw:
             ex.reusable = False
+        if status >= 400 and not ex.reusable and ex.upload is not None:
+            # RFC 9112 section 9.5: an error answer from a server that is
+            # closing the connection: "the client SHOULD immediately cease
+            # transmitting the body".  Writing on would only earn a reset that
+            # can take the answer's unread bytes with it.
+            ex.upload.stop()
         no_body = ex.method == "HEAD" or status in (204, 304)
         content_length: int | None
         if raw:
