@@ -249,11 +249,17 @@ class MultiplexedConnection(Generic[_P]):
             raise
         buffer = stream.buffer
         assert buffer is not None
-        response = Response(status, headers=headers, http_version=self.http_version, request=request)
-        if method == "CONNECT" and 200 <= status < 300:
+        tunnel = method == "CONNECT" and 200 <= status < 300
+        response = Response(
+            status,
+            headers=headers,
+            http_version=self.http_version,
+            request=request,
+            stream=None if tunnel else ResponseStream(buffer, lambda: proto.release(stream)),
+        )
+        if tunnel:
             response.extensions["network_stream"] = NetworkStream(buffer, _StreamChannel(proto, stream))
         else:
-            response.stream = ResponseStream(buffer, lambda: proto.release(stream))
             response.trailers = stream.trailers
         if stream.upload is not None:
             response.extensions["upload"] = stream.upload

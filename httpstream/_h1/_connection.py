@@ -215,20 +215,21 @@ class HTTP11Connection:
             if waiter.done() and not waiter.cancelled():
                 waiter.exception()  # retrieved: no "never retrieved" warning
             raise
+        raw = ex.mode == RAW
         response = Response(
             head_info.status_code,
             headers=head_info.headers,
             http_version=head_info.http_version,
             reason_phrase=head_info.reason,
             request=request,
+            stream=None if raw else ResponseStream(buffer, lambda: self._release(ex)),
         )
-        if ex.mode == RAW:
+        if raw:
             self._detach()
             if websocket_key is not None:
                 _check_accept(websocket_key, head_info.headers, proto)
             response.extensions["network_stream"] = NetworkStream(buffer, _H1Channel(proto))
             return response
-        response.stream = ResponseStream(buffer, lambda: self._release(ex))
         response.trailers = ex.trailers  # filled in place when a chunked body ends
         if ex.upload is not None:
             response.extensions["upload"] = ex.upload
