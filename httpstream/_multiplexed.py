@@ -321,6 +321,10 @@ class MultiplexedConnection(Generic[_P]):
         stream.upload = None
         if not stream.head_waiter.done():
             self.protocol.cancel(stream, exc)  # the request fails with the body's own error
+        elif stream.ended:
+            # The answer is complete: it stays so (a reset would drop its unread
+            # bytes); only our side ends.
+            self.protocol.end_request(stream)
         else:
             self.protocol.cancel(stream, upload_failure(exc))
 

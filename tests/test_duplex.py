@@ -457,3 +457,28 @@ async def test_an_error_answer_from_a_closing_server_stops_the_upload_at_once() 
     # What was in flight (socket buffers on loopback hold a few MiB), not half a
     # second of uploading (without the rule, all 160 MiB went up in that time).
     assert after_head < 16 * 1024 * 1024
+
+
+async def test_an_upload_failing_after_a_complete_answer_leaves_the_answer_whole() -> None:
+    """HTTP/2: the whole answer came (END_STREAM, no reset), then the body fails: the answer stays whole."""
+    from .peers.h2_servers import H2FaultServer, H2ServerConnection, ServerStream
+
+    async def handler(conn: H2ServerConnection, stream: ServerStream) -> None:
+        await conn.respond(stream.stream_id, b"early and complete", status=413)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"z" * CHUNK
+        await asyncio.sleep(0.3)  # the 413 arrives, whole, meanwhile
+        raise RuntimeError("the producer died late")
+
+    async with H2FaultServer(handler, on_headers=True) as srv, pool_for("h2c", {}) as pool, asyncio.timeout(10):
+        response = await pool.handle_request(httpstream.Request("POST", srv.url("/"), content=body()))
+        assert response.status_code == 413
+        with pytest.raises(RuntimeError, match="died late"):
+            await response.extensions["upload"].wait()
+        assert await response.aread() == b"early and complete"
+        for _ in range(100):
+            if pool.stats().streams == 0 and not _RUNNING:
+                break
+            await asyncio.sleep(0.02)
+        assert pool.stats().streams == 0

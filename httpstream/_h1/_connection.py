@@ -257,13 +257,13 @@ class HTTP11Connection:
                 ex.request_sent = True
                 proto.arm_head_timer(ex)
                 return
-            data = b""  # in the transport's buffer: only the wait for it to drain is left
+            written: int | None = len(content)  # in the transport's buffer: only the wait to drain is left
         else:
             proto.write(head)
-            data = None
+            written = None
 
         async def send(upload: Upload) -> bool:
-            return await self._upload_body(upload, request, ex, data, expect, chunked, write_timeout)
+            return await self._upload_body(upload, request, ex, written, expect, chunked, write_timeout)
 
         self._holding = expect is not None  # the body waits for 100 Continue
         upload = Upload(send, lambda exc: self._upload_failed(ex, exc))
@@ -275,12 +275,15 @@ class HTTP11Connection:
         upload: Upload,
         request: Request,
         ex: Exchange,
-        data: bytes | None,
+        written: int | None,
         expect: float | None,
         chunked: bool,
         write_timeout: float | None,
     ) -> bool:
-        """The background half of sending: what ``_send`` could not write at once."""
+        """The background half of sending: what ``_send`` could not write at once.
+
+        ``written``: the body's size when ``_send`` wrote all of it already.
+        """
         proto = self.protocol
         if expect is not None and not await wait_for_continue(ex, expect):
             self._holding = False
@@ -294,11 +297,11 @@ class HTTP11Connection:
             return False
         self._holding = False
         content = request.content
-        if data is None and isinstance(content, bytes):
-            data = _chunk(content) + _last_chunk(request.trailers) if chunked else content
-            proto.write(data)
-        if data is not None:
-            upload.bytes_sent = len(data)
+        if written is None and isinstance(content, bytes):
+            proto.write(_chunk(content) + _last_chunk(request.trailers) if chunked else content)
+            written = len(content)
+        if written is not None:
+            upload.bytes_sent = written
             await proto.drain(write_timeout)
         else:
             assert content is not None and not isinstance(content, bytes)
