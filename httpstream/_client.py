@@ -214,8 +214,14 @@ class AsyncClient:
         timeout: TimeoutTypes | _UseClientDefault = USE_CLIENT_DEFAULT,
         on_upload_progress: ProgressCallback | None = None,
         on_download_progress: ProgressCallback | None = None,
+        trailers: HeaderTypes = None,
+        extensions: dict[str, object] | None = None,
     ) -> Request:
-        """A Request with the client's defaults merged in (not sent)."""
+        """A Request with the client's defaults merged in (not sent).
+
+        ``extensions`` go to the transport as they are (``"on_informational"``,
+        ``"protocol"``: see ``Request``); ``trailers`` follow the body.
+        """
         target = self._merge_url(url)
         if self.params:
             target = target.copy_merge_params(self.params)
@@ -232,7 +238,15 @@ class AsyncClient:
         if on_upload_progress is not None and body is not None:
             body = with_progress(body, on_upload_progress)
         request_timeout = self.timeout if isinstance(timeout, _UseClientDefault) else to_timeout(timeout)
-        request = Request(method, target, headers=merged, content=body, timeout=request_timeout)
+        request = Request(
+            method,
+            target,
+            headers=merged,
+            content=body,
+            timeout=request_timeout,
+            trailers=trailers,
+            extensions=extensions,
+        )
         if cookies is not None:
             # Request cookies go with this request only, next to the jar's.
             once = Cookies()
@@ -262,6 +276,8 @@ class AsyncClient:
         follow_redirects: bool | _UseClientDefault = USE_CLIENT_DEFAULT,
         on_upload_progress: ProgressCallback | None = None,
         on_download_progress: ProgressCallback | None = None,
+        trailers: HeaderTypes = None,
+        extensions: dict[str, object] | None = None,
     ) -> StreamContext:
         """``async with client.stream(...) as response:`` yields at the response head."""
         request = self.build_request(
@@ -277,6 +293,8 @@ class AsyncClient:
             timeout=timeout,
             on_upload_progress=on_upload_progress,
             on_download_progress=on_download_progress,
+            trailers=trailers,
+            extensions=extensions,
         )
         return StreamContext(self, request, auth, follow_redirects)
 
@@ -338,6 +356,8 @@ class AsyncClient:
         follow_redirects: bool | _UseClientDefault = USE_CLIENT_DEFAULT,
         on_upload_progress: ProgressCallback | None = None,
         on_download_progress: ProgressCallback | None = None,
+        trailers: HeaderTypes = None,
+        extensions: dict[str, object] | None = None,
     ) -> Response:
         """Send a request and read the whole body."""
         request = self.build_request(
@@ -353,6 +373,8 @@ class AsyncClient:
             timeout=timeout,
             on_upload_progress=on_upload_progress,
             on_download_progress=on_download_progress,
+            trailers=trailers,
+            extensions=extensions,
         )
         return await self.send(request, auth=auth, follow_redirects=follow_redirects)
 
@@ -378,9 +400,7 @@ class AsyncClient:
         return await self.request("PATCH", url, **kwargs)
 
     # -- the pipeline ---------------------------------------------------------------------
-    async def _send_within_total(
-        self, request: Request, auth: Auth | None, follow: bool, timeout: Timeout
-    ) -> Response:
+    async def _send_within_total(self, request: Request, auth: Auth | None, follow: bool, timeout: Timeout) -> Response:
         """The pipeline under ``Timeout.total``: the head phase by a cancelling
         deadline, the body by a timer that fails the body buffer (so the read
         path releases the stream as on any read error)."""
@@ -528,11 +548,19 @@ class AsyncClient:
         for name in names:
             if name in headers:
                 del headers[name]
-        redirected = Request(method, url, headers=headers, content=content, timeout=request.timeout)
-        progress = request.extensions.get("on_download_progress")
-        if progress is not None:
-            redirected.extensions["on_download_progress"] = progress
-        return redirected
+        # The caller's extensions (progress, the 1xx hook) go with every hop;
+        # the client's own bookkeeping ("jar_cookie") does not.
+        extensions = {k: v for k, v in request.extensions.items() if k != "jar_cookie"} if request.extensions else None
+        trailers = request.trailers if content is not None else None  # a replayed body keeps its trailers
+        return Request(
+            method,
+            url,
+            headers=headers,
+            content=content,
+            timeout=request.timeout,
+            trailers=trailers,
+            extensions=extensions,
+        )
 
 
 async def _call(hook: EventHook, arg: Any) -> None:

@@ -7,7 +7,7 @@ an async iterator of unknown length) so every protocol sends the same thing.
 A ``Response`` is handed over when its head arrives; its body is a
 ``ResponseStream`` (raw bytes) and the ``aiter_*`` / ``aread`` methods decode on
 top of it: ``aiter_raw`` gives the bytes as they arrived, ``aiter_bytes`` undoes
-the content codings (see ``_decoders``), and text, lines, Server-Sent Events and
+the content codings (see ``_codings``), and text, lines, Server-Sent Events and
 NDJSON are read from the decoded bytes.  Without a Content-Encoding,
 ``aiter_bytes`` *is* ``aiter_raw`` (no extra generator on the hot path: the only
 per-chunk cost is the download counter).  The response is released (drained,

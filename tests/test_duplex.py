@@ -482,3 +482,17 @@ async def test_an_upload_failing_after_a_complete_answer_leaves_the_answer_whole
                 break
             await asyncio.sleep(0.02)
         assert pool.stats().streams == 0
+
+
+async def test_the_client_passes_extensions_and_trailers_down(
+    early_hints_server: EarlyHintsServer, trailer_server_h1: TrailerServerH1
+) -> None:
+    seen: list[int] = []
+    async with httpstream.AsyncClient() as client:
+        response = await client.get(
+            early_hints_server.url("/"), extensions={"on_informational": lambda status, headers: seen.append(status)}
+        )
+        assert response.content == b"final\n"
+        response = await client.post(trailer_server_h1.url("/t"), content=b"abc", trailers={"x-sum": "3"})
+        assert response.json()["trailers"] == [["x-sum", "3"]]
+    assert seen == [103]
