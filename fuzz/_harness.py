@@ -52,13 +52,16 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import hypothesis
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
+
+if TYPE_CHECKING:
+    import httpstream
 
 __all__ = [
     "CampaignResult",
@@ -71,6 +74,7 @@ __all__ = [
     "Session",
     "Settings",
     "Sink",
+    "body_length",
     "format_exception",
     "run_campaign",
     "run_machine_campaign",
@@ -142,6 +146,16 @@ class Noise(FuzzFailure):
 
 def format_exception(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc)).rstrip()
+
+
+def body_length(response: httpstream.Response) -> int | None:
+    """The body bytes a response promises: its ``content_length``, except that a
+    HEAD, 1xx, 204 or 304 answer has no body whatever Content-Length announces
+    (RFC 9110 section 6.4.1; ``content_length`` is the announced value)."""
+    status = response.status_code
+    if status in (204, 304) or status < 200 or response.request.method == "HEAD":
+        return 0
+    return response.content_length
 
 
 class Sink:

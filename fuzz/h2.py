@@ -84,6 +84,7 @@ from ._harness import (
     Leak,
     Mismatch,
     Settings,
+    body_length,
     format_exception,
     run_campaign,
 )
@@ -1006,7 +1007,7 @@ class Record:
 async def read_body(response: httpstream.Response, plan: Plan, record: Record, *, raw_stream: bool) -> None:
     """Read the body as the plan says; the caller closes the response."""
     record.status = response.status_code
-    record.content_length = response.content_length
+    record.content_length = body_length(response)
     if plan.read == "aread":
         record.body += await response.aread()
         record.completed = True
@@ -1038,7 +1039,7 @@ async def client_exchange(client: httpstream.AsyncClient, url: str, plan: Plan, 
     if plan.read in ("iter", "aread"):
         response = await client.request(plan.method, url, content=plan.content())
         record.status = response.status_code
-        record.content_length = response.content_length
+        record.content_length = body_length(response)
         record.body += response.content
         record.completed = True
         return

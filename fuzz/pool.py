@@ -57,6 +57,7 @@ from ._harness import (
     Mismatch,
     Session,
     Settings,
+    body_length,
     format_exception,
     run_machine_campaign,
 )
@@ -270,7 +271,7 @@ class PoolMachine(RuleBasedStateMachine):
                 try:
                     chunk = await stream.__anext__()
                 except StopAsyncIteration:
-                    length = response.content_length
+                    length = body_length(response)
                     if length is not None and exchange.received != length:
                         raise Mismatch(
                             f"a body read to its end has {exchange.received} bytes, content_length is {length}"

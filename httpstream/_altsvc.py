@@ -105,6 +105,23 @@ class AltSvcCache:
             return None
         return service
 
+    def add(self, origin: object, service: AltService, expires: float) -> None:
+        """Remember ``service`` for ``origin`` until ``expires`` (on the ``now`` clock).
+
+        For alternatives known without a response header: an entry saved by an
+        earlier process (a cache file), or a guess such as "h3 on the same port"
+        (curl's ``--http3``: try HTTP/3 first, fall back to TCP when it fails).
+        """
+        if service.protocol != "h3":
+            return
+        if len(self._entries) >= self._max and origin not in self._entries:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[origin] = (service, expires)
+
+    def entries(self, now: float) -> list[tuple[object, AltService, float]]:
+        """The live alternatives as ``(origin, service, expires)``, to save them elsewhere."""
+        return [(origin, service, expires) for origin, (service, expires) in self._entries.items() if now < expires]
+
     def mark_broken(self, origin: object, now: float) -> None:
         self._broken[origin] = now + self._broken_for
 

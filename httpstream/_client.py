@@ -21,10 +21,10 @@ import asyncio
 import inspect
 import os
 import traceback
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Union
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, Union
 from urllib.parse import unquote
 
 from ._auth import Auth, AuthTypes, BasicAuth, to_auth
@@ -84,6 +84,54 @@ URLTypes = Union[str, URL]
 EventHook = Callable[[Any], Union[Awaitable[None], None]]
 ProgressCallback = Callable[[int, Union[int, None]], None]
 """Called as ``callback(bytes_so_far, total_or_None)``."""
+
+
+_P = ParamSpec("_P")
+_Self = TypeVar("_Self")
+_R = TypeVar("_R")
+_F = TypeVar("_F", bound=Callable[..., object])
+
+
+def verb(
+    method: str, request: Callable[Concatenate[_Self, str, _P], Coroutine[Any, Any, _R]]
+) -> Callable[Concatenate[_Self, _P], Coroutine[Any, Any, _R]]:
+    """The method ``request(self, method, url, ...)`` with its method filled in.
+
+    The result keeps the parameters: type checkers see them through the
+    ParamSpec (a wrong keyword is an error), ``inspect.signature`` and
+    ``help()`` through ``__signature__``; nothing is written twice.
+    """
+
+    async def call(self: _Self, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return await request(self, method, *args, **kwargs)
+
+    return _named_after(call, request, method)
+
+
+def verb_function(
+    method: str, request: Callable[Concatenate[str, _P], Coroutine[Any, Any, _R]]
+) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    """``verb`` for a module-level ``request(method, url, ...)``."""
+
+    async def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return await request(method, *args, **kwargs)
+
+    return _named_after(call, request, method)
+
+
+def _named_after(call: _F, request: Callable[..., object], method: str) -> _F:
+    """``call`` dressed as ``request`` minus its ``method`` parameter."""
+    signature = inspect.signature(request)
+    call.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[p for name, p in signature.parameters.items() if name != "method"]
+    )
+    call.__wrapped__ = request  # type: ignore[attr-defined]  # typing.get_type_hints() finds the namespace
+    call.__annotations__ = {k: v for k, v in request.__annotations__.items() if k != "method"}
+    call.__name__ = method.lower()
+    call.__qualname__ = request.__qualname__.removesuffix(request.__name__) + call.__name__
+    call.__module__ = request.__module__
+    call.__doc__ = f"Send a {method} request: ``{request.__name__}({method!r}, url, ...)``, the same parameters."
+    return call
 
 
 class AsyncClient:
@@ -157,7 +205,18 @@ class AsyncClient:
             proxy=proxy,
             trust_env=trust_env,
         )
+        # For the repr only: the pool holds the real choice.
+        self._protocols = None if transport is not None else (http1, http2, http3)
         self._closed = False
+
+    def __repr__(self) -> str:
+        base = None if self.base_url is None else str(self.base_url)
+        if self._protocols is None:
+            how = f"transport={type(self._transport).__name__}"
+        else:
+            http1, http2, http3 = self._protocols
+            how = f"http1={http1} http2={http2} http3={http3!r}"
+        return f"<AsyncClient base_url={base!r} {how} closed={self._closed}>"
 
     @property
     def transport(self) -> AsyncTransport:
@@ -378,26 +437,15 @@ class AsyncClient:
         )
         return await self.send(request, auth=auth, follow_redirects=follow_redirects)
 
-    async def get(self, url: URLTypes, **kwargs: Any) -> Response:
-        return await self.request("GET", url, **kwargs)
-
-    async def head(self, url: URLTypes, **kwargs: Any) -> Response:
-        return await self.request("HEAD", url, **kwargs)
-
-    async def options(self, url: URLTypes, **kwargs: Any) -> Response:
-        return await self.request("OPTIONS", url, **kwargs)
-
-    async def delete(self, url: URLTypes, **kwargs: Any) -> Response:
-        return await self.request("DELETE", url, **kwargs)
-
-    async def post(self, url: URLTypes, **kwargs: Any) -> Response:
-        return await self.request("POST", url, **kwargs)
-
-    async def put(self, url: URLTypes, **kwargs: Any) -> Response:
-        return await self.request("PUT", url, **kwargs)
-
-    async def patch(self, url: URLTypes, **kwargs: Any) -> Response:
-        return await self.request("PATCH", url, **kwargs)
+    # The verbs are ``request`` with the method filled in: same parameters, for
+    # editors, mypy and ``help()`` alike, written once (see ``verb``).
+    get = verb("GET", request)
+    head = verb("HEAD", request)
+    options = verb("OPTIONS", request)
+    delete = verb("DELETE", request)
+    post = verb("POST", request)
+    put = verb("PUT", request)
+    patch = verb("PATCH", request)
 
     # -- the pipeline ---------------------------------------------------------------------
     async def _send_within_total(self, request: Request, auth: Auth | None, follow: bool, timeout: Timeout) -> Response:

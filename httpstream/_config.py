@@ -128,7 +128,7 @@ class Limits:
 DEFAULT_TIMEOUT = Timeout()
 DEFAULT_LIMITS = Limits()
 
-VerifyTypes = Union[bool, str, "os.PathLike[str]", ssl.SSLContext]
+VerifyTypes = Union[bool, str, os.PathLike[str], ssl.SSLContext]
 CertTypes = Union[str, tuple[str, str], tuple[str, str, str], None]
 
 

@@ -25,7 +25,8 @@ or ssl are converted at the single place the library is called and chained with
     ├── HTTPStatusError                from ``Response.raise_for_status()``
     ├── StreamError
     │   ├── StreamConsumed             the body was already read
-    │   └── StreamClosed               the body was closed before it was read
+    │   ├── StreamClosed               the body was closed before it was read
+    │   └── ResponseNotRead            ``.content`` / ``.text`` / ``.json()`` before ``aread()``
     ├── TooManyRedirects
     ├── InsecureRedirect               an https -> http redirect nobody allowed
     ├── CookieConflict                 ``cookies[name]`` matched cookies of several domains
@@ -59,6 +60,7 @@ __all__ = [
     "ReadError",
     "ReadTimeout",
     "RemoteProtocolError",
+    "ResponseNotRead",
     "StaleConnection",
     "StreamClosed",
     "StreamConsumed",
@@ -195,6 +197,22 @@ class StreamClosed(StreamError):
     """The body was closed before it was read."""
 
     def __init__(self, message: str = "the response body was closed before it was read") -> None:
+        super().__init__(message)
+
+
+class ResponseNotRead(StreamError):
+    """``content``, ``text`` or ``json()`` was used on a streamed response before ``aread()``.
+
+    httpx's name, so ``except httpx.ResponseNotRead`` carries over.
+    """
+
+    def __init__(
+        self,
+        message: str = (
+            "the response body was not read yet: call 'await response.aread()' first "
+            "(or use client.get() / client.request(), which read it before returning)"
+        ),
+    ) -> None:
         super().__init__(message)
 
 

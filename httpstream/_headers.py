@@ -179,6 +179,15 @@ class Headers(MutableMapping[str, str]):
                 return
         self._items.append((name, key, value))
 
+    def setdefault_first_raw(self, name: bytes, value: bytes) -> None:
+        """``setdefault_raw`` at the front: for ``Host`` (RFC 9110 section 7.2 has it first)."""
+        key = name.lower()
+        items = self._items
+        for _, k, _ in items:
+            if k == key:
+                return
+        items.insert(0, (name, key, value))
+
     def __delitem__(self, name: str) -> None:
         key = _key(name)
         before = len(self._items)

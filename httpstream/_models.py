@@ -1,6 +1,6 @@
 """Request and Response: what crosses the transport contract.
 
-A ``Request`` is complete when built: method checked, ``Host`` set, and the body
+A ``Request`` is complete when built: method checked, ``Host`` set (first), and the body
 framing decided (``Content-Length`` for bytes, ``Transfer-Encoding: chunked`` for
 an async iterator of unknown length) so every protocol sends the same thing.
 
@@ -28,6 +28,7 @@ from ._exceptions import (
     DecodingError,
     HTTPStatusError,
     LocalProtocolError,
+    ResponseNotRead,
     StreamClosed,
     StreamConsumed,
 )
@@ -180,10 +181,11 @@ class Request:
     def _frame(self) -> None:
         headers = self.headers
         target = self._target
+        # RFC 9110 section 7.2: Host goes first (unless the caller placed one).
         if target is not None and self.method == "CONNECT" and not target.startswith("/"):
-            headers.setdefault_raw(b"Host", target.encode("ascii"))  # RFC 9110 section 9.3.6
+            headers.setdefault_first_raw(b"Host", target.encode("ascii"))  # RFC 9110 section 9.3.6
         else:
-            headers.setdefault_raw(b"Host", self.url.netloc.encode("ascii"))
+            headers.setdefault_first_raw(b"Host", self.url.netloc.encode("ascii"))
         content = self.content
         if self.trailers is not None and not headers.has(b"content-length"):
             # Trailers need chunked framing on HTTP/1.1, whatever the body is.
@@ -324,15 +326,17 @@ class Response:
 
     @property
     def content_length(self) -> int | None:
-        """The body length known up front, or None (chunked, close-delimited).
+        """The length the Content-Length header announces, or None (no header,
+        chunked, or a value that is not a number).
 
-        0 for responses that never have a body (HEAD, 204, 304), whatever their
-        Content-Length header says about the resource.
+        It is the header's value for every response, a HEAD's and a 304's too
+        (RFC 9110 section 8.6: there it is the length a GET would have had), so
+        ``(await client.head(url)).content_length`` sizes a download before it
+        starts, as in aiohttp.  The body of a HEAD, 204 or 304 is empty whatever
+        this says: the protocols frame bodies themselves and never read it.
         """
-        if self._no_body():
-            return 0
         if self.headers.has(b"transfer-encoding"):
-            return None
+            return None  # RFC 9112 section 6.3: Transfer-Encoding overrides Content-Length
         values = self.headers.get_raw(b"content-length")
         if not values:
             return None
@@ -340,13 +344,6 @@ class Response:
             return int(values[0])
         except ValueError:
             return None
-
-    def _no_body(self) -> bool:
-        return (
-            self.status_code in (204, 304)
-            or 100 <= self.status_code < 200
-            or (self._request is not None and self._request.method == "HEAD")
-        )
 
     @property
     def is_success(self) -> bool:
@@ -384,9 +381,17 @@ class Response:
     @property
     def content(self) -> bytes:
         if self._content is None:
-            raise RuntimeError(
-                "the body was not read yet: call 'await response.aread()' first (or use client.get(), which reads it)"
-            )
+            if self._consumed:
+                raise ResponseNotRead(
+                    "the response body was iterated, not kept: use 'await response.aread()' "
+                    "instead of aiter_*() to keep it for .content"
+                )
+            if self.is_closed:
+                raise ResponseNotRead(
+                    "the response body was closed before it was read: call 'await response.aread()' "
+                    "inside the 'async with client.stream(...)' block"
+                )
+            raise ResponseNotRead()
         return self._content
 
     @property

@@ -232,6 +232,11 @@ class ConnectionPool:
     def timeout(self) -> Timeout:
         return self._timeout
 
+    @property
+    def alt_svc(self) -> AltSvcCache:
+        """The HTTP/3 alternatives learnt from Alt-Svc (used when ``http3=True``); seed or save it here."""
+        return self._altsvc
+
     def stats(self) -> PoolStats:
         counts = {"connecting": 0, "active": 0, "idle": 0, "draining": 0, "closed": 0}
         streams = 0

@@ -207,7 +207,7 @@ def test_data_json_and_form_bodies(
     assert (status, info["method"], info["body"]) == (0, "PUT", '{"k": [1]}')
     assert header(info, "accept") == ["application/json"]
 
-    status, out, _ = run_cli(capsysbinary, server.url("/echo"), "-X", "patch", "--form", "a=1", "b=x y")
+    status, out, _ = run_cli(capsysbinary, server.url("/echo"), "-X", "patch", "--form-items", "a=1", "b=x y")
     info = echo(out)
     assert (status, info["method"], info["body"]) == (0, "PATCH", "a=1&b=x+y")
 
@@ -279,8 +279,9 @@ def test_head_prints_the_head_only(server: HypercornServer, capsysbinary: pytest
     status, out, _ = run_cli(capsysbinary, "-I", server.url("/hello"))
     assert status == 0
     text = out.decode()
-    assert text.startswith("HTTP/1.1 200 OK\n")
-    assert "content-length: 12\n" in text and text.endswith("\n\n")
+    assert text.startswith("HTTP/1.1 200 OK\r\n")  # CRLF, as on the wire and as curl prints it
+    assert "content-length: 12\r\n" in text and text.endswith("\r\n\r\n")
+    assert "\n" not in text.replace("\r\n", "")
     assert "hello world" not in text
     assert server.app.requests == 1
 
@@ -289,7 +290,7 @@ def test_include_puts_the_head_before_the_body(
     server: HypercornServer, capsysbinary: pytest.CaptureFixture[bytes]
 ) -> None:
     status, out, _ = run_cli(capsysbinary, "-i", server.url("/hello"))
-    assert status == 0 and out.startswith(b"HTTP/1.1 200 OK\n") and out.endswith(b"\n\nhello world\n")
+    assert status == 0 and out.startswith(b"HTTP/1.1 200 OK\r\n") and out.endswith(b"\r\n\r\nhello world\n")
 
 
 def test_verbose_shows_headers_protocol_and_connection(
@@ -298,7 +299,7 @@ def test_verbose_shows_headers_protocol_and_connection(
     status, out, err = run_cli(capsysbinary, "-v", server.url("/hello"), "X-Trace:on")
     assert (status, out) == (0, b"hello world\n")
     for line in (
-        "> GET /hello\n",
+        "> GET /hello HTTP/1.1\n",
         f"> Host: 127.0.0.1:{server.port}\n",
         "> User-Agent: httpstream/",
         "> X-Trace: on\n",
@@ -340,6 +341,8 @@ def test_fail_exits_22_without_the_body(server: HypercornServer, capsysbinary: p
     status, out, err = run_cli(capsysbinary, "--fail", url)
     assert (status, out) == (22, b"")
     assert err == f"httpstream: HTTP error: 404 Not Found [GET {url} over HTTP/1.1]\n"
+    status, out, _ = run_cli(capsysbinary, "-f", url)  # curl's -f
+    assert (status, out) == (22, b"")
     status, out, _ = run_cli(capsysbinary, url)
     assert (status, out) == (0, b"status\n")
 
@@ -392,7 +395,8 @@ def test_refused_port_exits_7(capsysbinary: pytest.CaptureFixture[bytes]) -> Non
     url = f"http://127.0.0.1:{free_port()}/x"
     status, out, err = run_cli(capsysbinary, url)
     assert (status, out) == (7, b"")
-    assert_one_line(err, "connection failed", url, "HTTP/1.1")
+    assert_one_line(err, "connection refused", url, "HTTP/1.1")
+    assert "Connect call failed" not in err
 
 
 def test_untrusted_certificate_exits_60(tls_server: HypercornServer, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
@@ -415,7 +419,7 @@ def test_debug_adds_the_traceback(capsysbinary: pytest.CaptureFixture[bytes]) ->
     status, _, err = run_cli(capsysbinary, "--debug", f"http://127.0.0.1:{free_port()}/")
     assert status == 7
     assert "Traceback" in err and "ConnectError" in err
-    assert err.rstrip("\n").splitlines()[-1].startswith("httpstream: connection failed")
+    assert err.rstrip("\n").splitlines()[-1].startswith("httpstream: connection refused")
 
 
 def test_invalid_url_exits_3(capsysbinary: pytest.CaptureFixture[bytes]) -> None:

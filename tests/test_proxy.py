@@ -138,7 +138,7 @@ async def test_proxy_credentials_from_url_and_from_auth(
                 assert await response.aread() == b"hello world\n"
                 assert response.request is request
                 assert "proxy-authorization" not in request.headers  # never in the caller's request
-                assert list(request.headers) == ["X-Mine", "Host"]
+                assert list(request.headers) == ["Host", "X-Mine"]  # Host first: RFC 9110 section 7.2
                 _, body = await get(pool, tls_server.url("/hello"))
                 assert body == b"hello world\n"
         assert len(proxy.seen) == 4

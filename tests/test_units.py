@@ -99,7 +99,7 @@ PUBLIC = {
     "ConnectionPool", "CookieConflict", "Cookies", "DecodingError", "DigestAuth", "EventSource", "FunctionAuth",
     "HTTPStatusError", "HTTPStreamError", "HTTPXTransport", "Headers", "IncompleteBody", "InsecureRedirect",
     "InvalidURL", "Limits", "LocalProtocolError", "NetworkStream", "Origin", "PoolClosed", "PoolStats", "PoolTimeout", "Proxy",
-    "ProxyError", "ReadError", "ReadTimeout", "RemoteProtocolError", "Request", "Response", "ResponseStream",
+    "ProxyError", "ReadError", "ReadTimeout", "RemoteProtocolError", "Request", "Response", "ResponseNotRead", "ResponseStream",
     "Retry", "ServerSentEvent", "StaleConnection", "StreamClosed", "StreamConsumed", "StreamContext",
     "StreamError", "Timeout", "TimeoutException", "TooManyRedirects", "TotalTimeout", "TransportError", "URL",
     "USE_CLIENT_DEFAULT", "Upload", "WriteError", "WriteTimeout", "__version__", "delete", "get", "head", "options",

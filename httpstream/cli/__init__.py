@@ -34,12 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         opts = parse_args(args)
     except SystemExit as exc:  # argparse: --help, --version, or a bad option (message printed)
         return exc.code if isinstance(exc.code, int) else _errors.USAGE
-    except _errors.UsageError as exc:
-        print(f"httpstream: {exc} (see httpstream --help)", file=sys.stderr)
-        return _errors.USAGE
-    except _errors.LocalFileError as exc:
-        print(f"httpstream: {exc}", file=sys.stderr)
-        return _errors.LOCAL_READ
+    except _errors.CommandLineError as exc:
+        see = " (see httpstream --help)" if exc.see_help else ""
+        print(f"httpstream: {exc}{see}", file=sys.stderr)
+        return exc.code
     trace = Trace(protocol=opts.protocol, verbose=opts.verbose, err=sys.stderr)
     try:
         return asyncio.run(run(opts, trace))
@@ -53,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         if opts.debug:
             traceback.print_exc(file=sys.stderr)
         failure = _errors.classify(exc)
-        trace.report(failure.label, str(exc) or type(exc).__name__, failure.hint)
+        trace.report(failure.label, _errors.message_for(exc, failure), failure.hint)
         return failure.code
 
 

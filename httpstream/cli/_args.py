@@ -19,9 +19,12 @@ from pathlib import Path
 
 from .._config import Timeout
 from .._version import __version__
-from ._errors import LocalFileError, UsageError, exit_code_table
+from ._altsvc_file import default_path
+from ._errors import BadURLError, LocalFileError, UnsupportedProtocolError, UsageError, exit_code_table
 
-__all__ = ["Options", "RequestSpec", "build_parser", "parse_args", "parse_item"]
+__all__ = ["Options", "RequestSpec", "build_parser", "parse_args", "parse_form_option", "parse_item"]
+
+FileSpec = tuple[str | None, Path, str | None]  # (filename, path, content type), as files= takes it
 
 PROTOCOLS = ("http1.1", "http2", "http2-prior-knowledge", "http3", "http3-only")
 MODES = ("raw", "lines", "sse", "json-lines")
@@ -30,6 +33,8 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # At one position the longer separator wins: "a==b" is a query item, not a
 # field "a" with value "=b"; "a:=1" is raw JSON, not a header.
 _SEPARATORS = ("==", ":=", "=", ":", "@")
+
+ALT_SVC_DEFAULT = "$XDG_CACHE_HOME/httpstream/alt-svc, else ~/.cache/httpstream/alt-svc"
 
 DESCRIPTION = """\
 Send one HTTP request and stream the answer: the body is written to standard
@@ -51,13 +56,19 @@ request items (after the URL; a backslash escapes a separator in the name):
   name==value     query parameter, added to the URL's own
   Name:value      request header (as -H); `Name:` removes a default header
                   (User-Agent, Accept), `Name;` sends it with an empty value
-  name=value      data field: a JSON object by default, a form with --form
+  name=value      data field: a JSON object by default, a form with --form-items
   name:=json      raw JSON data field: n:=3, ok:=true, tags:='["a", "b"]'
   field@path      file upload: the body becomes multipart/form-data (the
                   name=value fields go with it as form fields); the file is
                   streamed from disk with a Content-Length
-  The method is POST when there is a body (items, -d or --json), else GET;
+  The method is POST when there is a body (items, -d, -F or --json), else GET;
   with -I it is HEAD.  METHOD before the URL overrides all of that.
+
+curl and HTTPie: every option that curl has means what it means in curl
+(-f is --fail, -F is a multipart field, --json takes the body); request items
+are HTTPie's.  Where HTTPie spells an option the same way for something else,
+the command line that reads like HTTPie's is refused with what to type
+instead (HTTPie's -f/--form is --form-items here).  See docs/cli.md.
 
 URL: `example.org/x` means http://example.org/x; `:8000/x` means
 http://localhost:8000/x.
@@ -89,8 +100,16 @@ output:
   A 206 for another range exits 33; any other status leaves FILE untouched
   and exits 22.  A body cut short keeps what arrived, so --resume can go on.
 
-errors: one line on standard error (what failed, the URL and the protocol);
---debug adds the Python traceback.
+--http3: try HTTP/3 first (QUIC, on the port Alt-Svc names, else on the
+  URL's port), fall back to HTTP/2 or HTTP/1.1 over TCP when the handshake
+  fails.  What servers advertise in Alt-Svc is kept across runs in a file in
+  curl's format: --alt-svc FILE, by default
+  {ALT_SVC_DEFAULT};
+  --no-alt-svc neither reads nor writes one.  --http3-only: HTTP/3 or fail
+  (exit 7).
+
+errors: one line on standard error: what failed, the request and protocol
+once one was sent, and what to do; --debug adds the Python traceback.
 
 exit status:
 {exit_code_table()}
@@ -107,8 +126,8 @@ class RequestSpec:
     remove_headers: list[str]
     params: list[tuple[str, str]]
     content: bytes | None = None
-    form: list[tuple[str, str]] | None = None
-    files: list[tuple[str, Path]] | None = None
+    form: list[tuple[str, str | bytes]] | None = None
+    files: list[tuple[str, FileSpec]] | None = None  # [] still means multipart (-F with text fields only)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,6 +153,7 @@ class Options:
     auth: tuple[str, str] | None
     mode: str
     debug: bool
+    alt_svc: Path | None  # the Alt-Svc cache file (used with --http3), None: --no-alt-svc
 
 
 def _seconds(text: str) -> float:
@@ -146,9 +166,26 @@ def _seconds(text: str) -> float:
     return value
 
 
+class _Spelled(argparse.Action):
+    """A flag that also records how it was spelled: ``-f`` (HTTPie's --form to some) or ``--fail``."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=None, help=kwargs.get("help"))  # type: ignore[arg-type]
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, option_string)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="httpstream",
+        allow_abbrev=False,  # curl takes no abbreviations; "--form" must never turn into "--form-items"
         usage="httpstream [OPTIONS] [METHOD] URL [ITEMS ...]",
         description=DESCRIPTION,
         epilog=EPILOG,
@@ -168,11 +205,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     req.add_argument(
         "--json", metavar="DATA",
-        help="JSON request body as given (@FILE, @- as for -d), with Content-Type and Accept application/json",
+        help="JSON request body (curl's --json; @FILE, @- as for -d), with Content-Type and Accept "
+        "application/json; name=value items make a JSON body without it",
     )
-    req.add_argument("-f", "--form", action="store_true", help="send name=value items as a urlencoded form, not JSON")
+    req.add_argument(
+        "-F", "--form", action="append", default=[], metavar="NAME=VALUE",
+        help="multipart/form-data field (curl's -F, repeatable): name=value, name=@FILE uploads FILE "
+        "(;type=TYPE, ;filename=NAME after it), name=<FILE sends FILE's contents as the value",
+    )
+    req.add_argument(
+        "--form-items", action="store_true",
+        help="send name=value items as a urlencoded form, not JSON (HTTPie's -f/--form)",
+    )
     req.add_argument("-u", "--user", metavar="USER:PASSWORD", help="HTTP Basic authentication")
-    req.add_argument("-L", "--follow", action="store_true", help="follow redirects")
+    req.add_argument("-A", "--user-agent", metavar="TEXT", help="the User-Agent header")
+    req.add_argument("-L", "--location", "--follow", dest="follow", action="store_true", help="follow redirects")
     req.add_argument("--max-redirects", type=int, default=20, metavar="N", help="with -L: at most N (default 20)")
     req.add_argument("--compressed", action="store_true", help="ask for a compressed body and write it decoded")
 
@@ -197,7 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     out.add_argument("-v", "--verbose", action="store_true", help="headers, protocol and connection reuse on stderr")
     out.add_argument("-s", "--silent", action="store_true", help="no progress bar (errors are still printed)")
-    out.add_argument("--fail", action="store_true", help="on status 400 or above: write no body, exit 22")
+    out.add_argument(
+        "-f", "--fail", action=_Spelled, help="on status 400 or above: write no body, exit 22 (curl's -f)"
+    )
     out.add_argument("--debug", action="store_true", help="print the Python traceback of an error")
 
     conn = parser.add_argument_group("connection")
@@ -215,12 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     protocols.add_argument(
         "--http3", dest="protocol", action="store_const", const="http3",
-        help="switch to HTTP/3 when the server advertises it (Alt-Svc), else HTTP/2 or HTTP/1.1",
+        help="try HTTP/3 first, fall back to HTTP/2 or HTTP/1.1 over TCP (curl's --http3)",
     )
     protocols.add_argument(
         "--http3-only", dest="protocol", action="store_const", const="http3-only",
-        help="HTTP/3 over QUIC straight away, no fallback",
+        help="HTTP/3 over QUIC or fail, no fallback",
     )
+    altsvc = conn.add_mutually_exclusive_group()
+    altsvc.add_argument(
+        "--alt-svc", metavar="FILE",
+        help=f"with --http3: the Alt-Svc cache kept across runs, curl's format (default {ALT_SVC_DEFAULT})",
+    )
+    altsvc.add_argument("--no-alt-svc", action="store_true", help="with --http3: no Alt-Svc cache file")
     conn.add_argument("-k", "--insecure", action="store_true", help="do not verify the server's TLS certificate")
     conn.add_argument("--cacert", metavar="FILE", help="trust the CA certificates in FILE (PEM)")
     conn.add_argument("-E", "--cert", metavar="FILE", help="client certificate (PEM, may include the key)")
@@ -234,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-m", "--max-time", type=_seconds, metavar="SECONDS", help="limit for the whole transfer, body included"
     )
     conn.add_argument(
-        "--proxy", metavar="URL",
+        "-x", "--proxy", metavar="URL",
         help="proxy (http://, https://, socks5://, socks5h://); default: HTTP(S)_PROXY, ALL_PROXY, NO_PROXY",
     )
     parser.add_argument("--version", action="version", version=f"httpstream {__version__}")
@@ -253,9 +308,11 @@ def parse_args(argv: list[str]) -> Options:
         raise UsageError(f"{method!r} is not a valid HTTP method")
     headers: list[tuple[str, str]] = []
     remove: list[str] = []
+    if args.user_agent is not None:
+        headers.append(("User-Agent", args.user_agent))
     for text in args.header:
         _header_option(text, headers, remove)
-    spec = _build_request(method, _normalize_url(url), items, headers, remove, args)
+    spec = _build_request(method, _checked_url(url), items, headers, remove, args)
     mode = args.mode or "raw"
     if args.resume and args.output in (None, "-"):
         raise UsageError("--resume needs -o FILE (the partial file to continue)")
@@ -291,11 +348,12 @@ def parse_args(argv: list[str]) -> Options:
         timeout=_timeout(args.timeout, args.connect_timeout, args.max_time),
         protocol=args.protocol or "http2",
         compressed=args.compressed,
-        fail=args.fail,
+        fail=args.fail is not None,
         proxy=args.proxy,
         auth=auth,
         mode=mode,
         debug=args.debug,
+        alt_svc=None if args.no_alt_svc else Path(args.alt_svc) if args.alt_svc else default_path(),
     )
 
 
@@ -324,6 +382,25 @@ def _split_words(words: list[str]) -> tuple[str | None, str, list[str]]:
     if len(words) >= 2 and first.isalpha() and (first.upper() in KNOWN_METHODS or first.isupper()):
         return first.upper(), words[1], words[2:]
     return None, first, words[1:]
+
+
+def _checked_url(url: str) -> str:
+    """``url`` with http:// added when it has no scheme; empty, host-less and non-HTTP URLs refused.
+
+    The library would refuse them too, but in its own words ("must be
+    absolute, got 'http:'"); curl's are "no URL" and "protocol not supported".
+    """
+    if not url.strip():
+        raise BadURLError("empty URL: give the address to fetch, such as https://example.org/")
+    full = _normalize_url(url.strip())
+    scheme, _, rest = full.partition("://")
+    if scheme.lower() not in ("http", "https"):
+        raise UnsupportedProtocolError(
+            f"protocol {scheme!r} not supported in {url!r}: httpstream speaks http:// and https://"
+        )
+    if not rest or rest[0] in "/?#":
+        raise BadURLError(f"URL {url!r} has no host: give one, such as {scheme}://example.org/")
+    return full
 
 
 def _normalize_url(url: str) -> str:
@@ -439,25 +516,42 @@ def _build_request(
                 raise LocalFileError(f"cannot read {item.value!r} for field {item.name!r}: no such file")
             files.append((item.name, path))
 
-    given_bodies = (("-d", args.data), ("--json", args.json), ("data items", fields or files))
+    if args.fail == "-f" and (fields or files):
+        raise UsageError(
+            "-f is --fail here (curl's meaning); to send the name=value items as a form, "
+            "use --form-items (HTTPie's -f/--form), or write --fail to keep both"
+        )
+    if args.json is not None and not args.json.startswith("@"):
+        try:
+            json.loads(args.json)
+        except ValueError:
+            raise UsageError(
+                f"--json takes the JSON body itself (curl's --json DATA), and {args.json!r} is not JSON; "
+                "name=value items already make a JSON body (HTTPie's --json flag is the default here)"
+            ) from None
+    multipart = [parse_form_option(text) for text in args.form]
+    given_bodies = (("-d", args.data), ("--json", args.json), ("-F", multipart), ("data items", fields or files))
     bodies = [name for name, given in given_bodies if given]
     if len(bodies) > 1:
         raise UsageError(f"give one request body: {' and '.join(bodies)} were both given")
     defaults: list[tuple[str, str]] = []
     content: bytes | None = None
-    form: list[tuple[str, str]] | None = None
-    upload: list[tuple[str, Path]] | None = None
+    form: list[tuple[str, str | bytes]] | None = None
+    upload: list[tuple[str, FileSpec]] | None = None
     if args.data:
         content = b"&".join(_read_source(value, "-d") for value in args.data)
         defaults.append(("Content-Type", "application/x-www-form-urlencoded"))
     elif args.json is not None:
         content = _read_source(args.json, "--json")
         defaults += [("Content-Type", "application/json"), ("Accept", "application/json")]
-    elif files or args.form:
+    elif multipart:
+        form = [(name, value) for name, value in multipart if not isinstance(value, tuple)]
+        upload = [(name, value) for name, value in multipart if isinstance(value, tuple)]
+    elif files or args.form_items:
         if raw_json_names:
             raise UsageError(f"name:=json fields ({', '.join(raw_json_names)}) need a JSON body, not a form")
         form = [(name, str(value)) for name, value in fields]
-        upload = files or None
+        upload = [(name, (path.name, path, None)) for name, path in files] or None
     elif fields:
         content = json.dumps(dict(fields), ensure_ascii=False).encode("utf-8")
         defaults += [("Content-Type", "application/json"), ("Accept", "application/json, */*;q=0.5")]
@@ -473,6 +567,35 @@ def _build_request(
         remove_headers=remove,
         params=params,
         content=content,
-        form=form if form or upload else None,
+        form=form if form or upload is not None else None,
         files=upload,
     )
+
+
+def parse_form_option(text: str) -> tuple[str, str | bytes | FileSpec]:
+    """One ``-F`` value, as curl reads it: ``name=value``, ``name=@FILE[;type=T][;filename=N]``, ``name=<FILE``."""
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise UsageError(
+            f"-F takes name=value, name=@FILE or name=<FILE (curl's -F), not {text!r}; "
+            "HTTPie's --form flag is --form-items here"
+        )
+    if value.startswith("<"):
+        return name, _read_source("@" + value[1:], f"-F {name}")
+    if not value.startswith("@"):
+        return name, value
+    path_text, filename, content_type = value[1:], None, None
+    if not Path(path_text).is_file():  # "@file;type=text/plain;filename=x.txt", unless that is the file's name
+        path_text, *params = path_text.split(";")
+        for param in params:
+            key, _, param_value = param.partition("=")
+            if key.strip() == "type":
+                content_type = param_value.strip()
+            elif key.strip() == "filename":
+                filename = param_value.strip()
+            else:
+                raise UsageError(f"-F {text!r}: unknown ;{key.strip()}= (curl's type= and filename= are known)")
+    path = Path(path_text)
+    if not path.is_file():
+        raise LocalFileError(f"cannot read {path_text!r} for -F {name}: no such file")
+    return name, (filename or path.name, path, content_type)

@@ -11,9 +11,14 @@ that goes away turns the next write into ``BrokenPipeError``.
 
 ``Trace`` is hooked into the client (request and response event hooks).  It
 remembers the current hop's method, URL and protocol, so an error message can
-say what failed, for which URL, over which protocol; with ``-v`` it also
-prints each hop's headers and whether the pool opened a new connection for it
-(``ConnectionPool.connects`` moved) or reused one.
+say what failed, for which URL, over which protocol (once a request has gone
+to the pool: before that there is no protocol to name); with ``-v`` it also
+prints each hop's heads when the response head arrives (only then is the
+protocol of the request line known) and whether the pool opened a new
+connection for it (``ConnectionPool.connects`` moved) or reused one.
+
+Heads go out as curl prints them: CRLF line ends for ``-i`` and ``-I``, and
+no reason phrase on HTTP/2 and HTTP/3, which have none on the wire.
 """
 
 from __future__ import annotations
@@ -22,13 +27,15 @@ import io
 import json
 import os
 import stat
+import time
 from typing import Any, BinaryIO, TextIO
 
 from .._models import Request, Response
 from .._pool import ConnectionPool
 from .._sse import ServerSentEvent
+from ._errors import format_failure
 
-__all__ = ["Sink", "Trace", "format_event", "format_head", "format_json", "is_live"]
+__all__ = ["Sink", "Trace", "format_event", "format_head", "format_json", "head_lines", "is_live", "status_line"]
 
 
 def is_live(stream: BinaryIO) -> bool:
@@ -55,11 +62,21 @@ class Sink:
             self._stream.flush()
 
 
+def status_line(response: Response) -> str:
+    """``HTTP/1.1 200 OK``; ``HTTP/2 200`` and ``HTTP/3 200``: those protocols carry no reason phrase
+    (RFC 9113 section 8.3.2, RFC 9114 section 4.3.2), so none is printed that the server never sent."""
+    if response.http_version == "HTTP/1.1":
+        return f"{response.http_version} {response.status_code} {response.reason_phrase}".rstrip()
+    return f"{response.http_version} {response.status_code}"
+
+
+def head_lines(response: Response) -> list[str]:
+    return [status_line(response), *(f"{name}: {value}" for name, value in response.headers.multi_items())]
+
+
 def format_head(response: Response) -> bytes:
-    """The status line and headers, as ``-I`` and ``-i`` print them (LF line ends)."""
-    lines = [f"{response.http_version} {response.status_code} {response.reason_phrase}".rstrip()]
-    lines += [f"{name}: {value}" for name, value in response.headers.multi_items()]
-    return ("\n".join(lines) + "\n\n").encode("utf-8", "replace")
+    """The status line and headers as ``-I`` and ``-i`` print them: CRLF line ends, as curl (and the wire)."""
+    return ("\r\n".join(head_lines(response)) + "\r\n\r\n").encode("utf-8", "replace")
 
 
 def format_event(event: ServerSentEvent) -> bytes:
@@ -86,7 +103,7 @@ def offered_protocols(protocol: str, scheme: str) -> str:
     if scheme != "https" or protocol == "http1.1":
         return "HTTP/1.1"
     if protocol == "http3":
-        return "HTTP/3 if advertised, else HTTP/2 or HTTP/1.1"
+        return "HTTP/3, else HTTP/2 or HTTP/1.1"
     return "HTTP/2 or HTTP/1.1 by ALPN"
 
 
@@ -99,6 +116,7 @@ class Trace:
         self._err = err
         self._pool: ConnectionPool | None = None
         self._connects = 0
+        self._request: Request | None = None
         self.method = ""
         self.url = ""
         self.protocol = ""
@@ -111,14 +129,16 @@ class Trace:
         self.protocol = offered_protocols(self._protocol_option, url.partition(":")[0].lower())
 
     def context(self) -> str:
-        return f"{self.method} {self.url} over {self.protocol}" if self.method else ""
+        """``GET URL over PROTOCOL`` once a request has gone to the transport, else empty: an error
+        before that (an invalid URL) has no protocol to name, and its message names the URL."""
+        return f"{self.method} {self.url} over {self.protocol}" if self._request is not None else ""
 
     def report(self, label: str, message: str, hint: str = "") -> None:
-        """The one error line: what failed, in brackets the request and protocol, then a hint if any."""
+        """The one error line: what failed, in brackets the request and protocol, then what to do, if anything."""
         context = self.context()
         where = f" [{context}]" if context else ""
         after = f" ({hint})" if hint else ""
-        self._err.write(f"httpstream: {label}: {message}{where}{after}\n")
+        self._err.write(f"httpstream: {format_failure(label, message)}{where}{after}\n")
         self._err.flush()
 
     def note(self, message: str) -> None:
@@ -134,24 +154,36 @@ class Trace:
         self.url = str(request.url)
         self.protocol = offered_protocols(self._protocol_option, request.url.scheme)
         self._connects = self._pool.connects if self._pool is not None else 0
-        if self._verbose:
-            lines = [f"{request.method} {request.url.target}"]
-            lines += [f"{name}: {value}" for name, value in request.headers.multi_items()]
-            self._print(">", [*lines, ""])
+        self._request = request
 
     def on_response(self, response: Response) -> None:
         self.protocol = response.http_version
         if not self._verbose:
             return
-        head = format_head(response).decode("utf-8").split("\n")[:-1]
-        self._print("<", head)
+        # The request head is printed here, not when it is handed to the pool:
+        # only now is the protocol known (ALPN, Alt-Svc, a fallback from HTTP/3),
+        # and curl's request line carries it: "> GET /path HTTP/2".
+        request = response.request if self._request is None else self._request
+        lines = [f"{request.method} {request.url.target} {response.http_version}"]
+        lines += [f"{name}: {value}" for name, value in request.headers.multi_items()]
+        self._print(">", [*lines, ""])
+        self._print("<", [*head_lines(response), ""])
         if self._pool is None:
             connection = "through a custom transport"
         elif self._pool.connects > self._connects:
             connection = "new connection"
         else:
             connection = "reused connection"
-        self._print("*", [f"protocol: {response.http_version}, {connection}"])
+        lines = [f"protocol: {response.http_version}, {connection}"]
+        origin = response.request.url.origin
+        if (
+            self._pool is not None
+            and self._protocol_option == "http3"
+            and response.http_version != "HTTP/3"
+            and self._pool.alt_svc.is_broken(origin, time.monotonic())
+        ):
+            lines.append(f"HTTP/3 failed for {origin} (no QUIC handshake): fell back to TCP")
+        self._print("*", lines)
 
     def finished(self, response: Response) -> None:
         """After the response is released: what was received and what the pool kept."""

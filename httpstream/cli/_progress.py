@@ -9,13 +9,20 @@ What is counted: bytes as they came off the wire (``num_bytes_downloaded``,
 before any content decoding) against ``Content-Length``, which is the wire
 length too, so a compressed body never shows a wrong percentage.  Without a
 known length there is no percentage and no ETA: rich shows a pulsing bar, the
-plain line shows bytes and rate only.  rich is driven with ``auto_refresh``
-off (no refresh thread: the CLI is asyncio only) and redrawn at most every
-``REFRESH`` seconds from ``update``.
+plain line shows bytes and rate only.
+
+Redraws: at most every ``REFRESH`` seconds from ``update``, and from a timer
+on the event loop (a ``call_later`` handle re-armed each tick) whether bytes
+come or not, so a stalled download shows its falling rate, its growing ETA
+and, without a length, rich's pulse; ``close`` draws the final state once
+more.  rich's own refresh thread (``auto_refresh``) is not used: the CLI is
+asyncio only, and a thread writing to the terminal would race the final
+redraw.  Outside an event loop (a caller that is not async) there is no timer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Protocol, TextIO
 
@@ -38,6 +45,43 @@ def open_progress(name: str, total: int | None, start: int, stream: TextIO) -> P
         return _RichProgress(name, total, start, stream)
     except ImportError:
         return _PlainProgress(name, total, start, stream)
+
+
+class _Timed:
+    """The redraw schedule: ``_draw`` from ``update`` and from a timer, each at most every REFRESH s."""
+
+    def _start_timer(self) -> None:
+        self._drawn = 0.0
+        self._closed = False
+        self._timer: asyncio.TimerHandle | None = None
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._loop is not None and not self._closed:
+            self._timer = self._loop.call_later(REFRESH, self._tick)
+
+    def _tick(self) -> None:
+        self._maybe_draw()
+        self._arm()
+
+    def _maybe_draw(self) -> None:
+        now = time.monotonic()
+        if now - self._drawn >= REFRESH:
+            self._drawn = now
+            self._draw(now)
+
+    def _stop_timer(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _draw(self, now: float) -> None:
+        raise NotImplementedError
 
 
 def format_bytes(count: float) -> str:
@@ -66,23 +110,20 @@ def progress_line(name: str, done: int, total: int | None, start: int, elapsed: 
     return f"{name}  {format_bytes(done)} / {format_bytes(total)}  {percent:3.0f}%  {speed}  {eta}"
 
 
-class _PlainProgress:
+class _PlainProgress(_Timed):
     def __init__(self, name: str, total: int | None, start: int, stream: TextIO) -> None:
         self._name = name
         self._total = total
         self._start = start
         self._stream = stream
         self._began = time.monotonic()
-        self._drawn = 0.0
         self._done = start
         self._width = 0
+        self._start_timer()
 
     def update(self, done: int) -> None:
         self._done = done
-        now = time.monotonic()
-        if now - self._drawn >= REFRESH:
-            self._drawn = now
-            self._draw(now)
+        self._maybe_draw()
 
     def _draw(self, now: float) -> None:
         line = progress_line(self._name, self._done, self._total, self._start, now - self._began)
@@ -91,12 +132,13 @@ class _PlainProgress:
         self._stream.flush()
 
     def close(self) -> None:
+        self._stop_timer()
         self._draw(time.monotonic())
         self._stream.write("\n")
         self._stream.flush()
 
 
-class _RichProgress:
+class _RichProgress(_Timed):
     def __init__(self, name: str, total: int | None, start: int, stream: TextIO) -> None:
         from rich.console import Console
         from rich.progress import (
@@ -122,16 +164,17 @@ class _RichProgress:
             redirect_stderr=False,
         )
         self._task = self._progress.add_task(name, total=total, completed=start)
-        self._drawn = 0.0
         self._progress.start()
+        self._start_timer()
 
     def update(self, done: int) -> None:
         self._progress.update(self._task, completed=done)
-        now = time.monotonic()
-        if now - self._drawn >= REFRESH:
-            self._drawn = now
-            self._progress.refresh()
+        self._maybe_draw()
+
+    def _draw(self, now: float) -> None:
+        self._progress.refresh()
 
     def close(self) -> None:
+        self._stop_timer()
         self._progress.refresh()
         self._progress.stop()

@@ -38,10 +38,11 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from typing import BinaryIO, TypeVar
 
+from .._altsvc import AltService
 from .._client import AsyncClient
-from .._models import Response
+from .._models import Request, Response
 from .._pool import ConnectionPool
-from . import _errors
+from . import _altsvc_file, _errors
 from ._args import Options
 from ._output import Sink, Trace, format_event, format_head, format_json, is_live
 from ._progress import Progress, open_progress
@@ -96,17 +97,44 @@ async def run(opts: Options, trace: Trace) -> int:
     async with make_client(opts, trace) as client:
         pool = client.transport if isinstance(client.transport, ConnectionPool) else None
         trace.attach(pool, spec.method, spec.url)
-        async with client.stream(
-            spec.method,
-            spec.url,
-            params=spec.params or None,
-            headers={"Range": f"bytes={resume_from}-"} if resume_from else None,
-            content=spec.content,
-            data=spec.form,
-            files=spec.files,
-        ) as response:
-            status = await _deliver(response, opts, trace, resume_from)
-        trace.finished(response)
+        if pool is None or opts.protocol != "http3":
+            return await _transfer(client, opts, trace, resume_from)
+        # --http3: the Alt-Svc file in, a guess of h3 on the same port for each
+        # hop the file says nothing about, and what servers advertised back out
+        # (see _altsvc_file).
+        guesses: list[AltService] = []
+
+        def guess_h3(request: Request) -> None:
+            guess = _altsvc_file.seed_h3_guess(pool.alt_svc, request.url.origin)
+            if guess is not None:
+                guesses.append(guess)
+
+        client.event_hooks["request"].insert(0, guess_h3)
+        if opts.alt_svc is not None:
+            _altsvc_file.load(pool.alt_svc, opts.alt_svc)
+        try:
+            return await _transfer(client, opts, trace, resume_from)
+        finally:
+            if opts.alt_svc is not None:
+                try:
+                    _altsvc_file.save(pool.alt_svc, opts.alt_svc, guesses)
+                except OSError as exc:  # a cache: never the transfer's failure
+                    trace.note(f"cannot write the Alt-Svc cache {opts.alt_svc}: {exc.strerror or exc}")
+
+
+async def _transfer(client: AsyncClient, opts: Options, trace: Trace, resume_from: int) -> int:
+    spec = opts.request
+    async with client.stream(
+        spec.method,
+        spec.url,
+        params=spec.params or None,
+        headers={"Range": f"bytes={resume_from}-"} if resume_from else None,
+        content=spec.content,
+        data=spec.form,
+        files=spec.files,
+    ) as response:
+        status = await _deliver(response, opts, trace, resume_from)
+    trace.finished(response)
     return status
 
 
@@ -116,6 +144,17 @@ async def _deliver(response: Response, opts: Options, trace: Trace, resume_from:
     if opts.fail and response.status_code >= 400 and not (resuming and response.status_code == 416):
         trace.report("HTTP error", f"{response.status_code} {response.reason_phrase}".rstrip())
         return _errors.HTTP_STATUS
+    if opts.mode == "sse" and not _is_event_stream(response):
+        # Parsed as an event stream, another body yields no event at all: an
+        # empty output and exit 0 would look like a stream with nothing in it.
+        kind = response.headers.get("content-type") or "no Content-Type"
+        answer = f"{response.status_code} {response.reason_phrase}".rstrip()
+        trace.report(
+            "not an event stream",
+            f"the server answered {answer} with {kind}, not text/event-stream",
+            "drop --sse to see the body",
+        )
+        return _errors.DECODING
     path = None if opts.output == "-" else opts.output
     if opts.head_only or (opts.include and path is None):
         _stdout().write(format_head(response))
@@ -211,6 +250,11 @@ async def _pump(
             sink.write(render(item))
             if progress is not None:
                 progress.update(offset + response.num_bytes_downloaded)
+
+
+def _is_event_stream(response: Response) -> bool:
+    media_type = response.headers.get("content-type", "").partition(";")[0]
+    return media_type.strip().lower() == "text/event-stream"
 
 
 def _partial_size(path: str) -> int:
