@@ -283,7 +283,10 @@ def _param_value(text: str, pos: int) -> tuple[str, int]:
 # Strongest first: when a server offers several Digest challenges (RFC 7616
 # section 3.7 has it list one per algorithm, preferred first), the strongest
 # hash this Python has wins.
-_HASHES = {"SHA-512-256": "sha512_256", "SHA-256": "sha256", "MD5": "md5"}
+# Strongest first (the order a multi-challenge answer prefers).  "SHA-512" is not
+# in RFC 7616's registry, but httpbin offers it and httpx, requests and aiohttp
+# answer it as full SHA-512 (it is no alias of SHA-512-256, a different hash).
+_HASHES = {"SHA-512-256": "sha512_256", "SHA-512": "sha512", "SHA-256": "sha256", "MD5": "md5"}
 _AVAILABLE = {name: algo for name, algo in _HASHES.items() if algo in hashlib.algorithms_available}
 
 
@@ -322,15 +325,10 @@ def _digest_nonce(challenge: Challenge, text: str) -> _Nonce | str:
     sess = name.endswith("-SESS")
     base = name.removesuffix("-SESS")
     if base not in _AVAILABLE:
-        # "SHA-512" (httpbin offers it) is refused, not read as SHA-512-256: that
-        # hash (FIPS 180-4 SHA-512/256) has its own initial values, so its digest
-        # is no truncated SHA-512 and the answer would be wrong.  httpbin means
-        # full SHA-512, an algorithm RFC 7616 section 6.1 does not register;
-        # curl refuses it as well.
         why = (
             f"this Python's hashlib has no {_HASHES[base]}"
             if base in _HASHES
-            else "RFC 7616 defines MD5, SHA-256 and SHA-512-256, each also as -sess"
+            else "httpstream answers MD5, SHA-256 and SHA-512-256 (RFC 7616) and SHA-512, each also as -sess"
         )
         return f"algorithm {spelled!r} is not supported: {why}"
     qop: str | None = None
@@ -359,12 +357,12 @@ def _digest_nonce(challenge: Challenge, text: str) -> _Nonce | str:
 class DigestAuth(Auth):
     """HTTP Digest access authentication (RFC 7616; RFC 2617/2069 servers too).
 
-    Algorithms MD5, SHA-256 and SHA-512-256 (when hashlib has it), each also as
-    ``-sess``; qop ``auth`` (preferred) or ``auth-int``; ``userhash``; the
+    Algorithms MD5, SHA-256 and SHA-512-256 (when hashlib has it), and the
+    unregistered but common "SHA-512" (full SHA-512, as httpbin, httpx,
+    requests and aiohttp mean it), each also as ``-sess``; qop ``auth`` (preferred) or ``auth-int``; ``userhash``; the
     ``username*`` form for names outside ASCII; ``opaque`` echoed.  Credentials
     are hashed as UTF-8 (str) or as given (bytes).  A challenge that names any
-    other algorithm (httpbin's "SHA-512" is full SHA-512, not SHA-512-256) is
-    refused with ``LocalProtocolError`` naming it, as curl refuses it.
+    other algorithm is refused with ``LocalProtocolError`` naming it.
     """
 
     def __init__(self, username: str | bytes, password: str | bytes) -> None:

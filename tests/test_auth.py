@@ -268,7 +268,8 @@ def test_digest_quotes_and_encodes_what_it_echoes() -> None:
 
 
 @pytest.mark.parametrize(
-    "algorithm", ["MD5", "MD5-sess", "SHA-256", "SHA-256-sess", "SHA-512-256", "SHA-512-256-sess"]
+    "algorithm",
+    ["MD5", "MD5-sess", "SHA-256", "SHA-256-sess", "SHA-512-256", "SHA-512-256-sess", "SHA-512", "SHA-512-sess"],
 )
 async def test_digest_algorithms(auth_server: HypercornServer, algorithm: str) -> None:
     url = auth_server.url(f"/digest/some%20path?algorithm={algorithm}&x=a%2Fb")

@@ -32,7 +32,7 @@ TOKEN = "eyJhbGciOi.J9-_x/y+z=="
 DIGEST_USERS = {"Mufasa": "Circle of Life", "Jäsøn Doe": "Secret, or not?"}
 REALM = 'http-auth@example.org \\ "quoted"'
 
-_HASH = {"MD5": "md5", "SHA-256": "sha256", "SHA-512-256": "sha512_256"}
+_HASH = {"MD5": "md5", "SHA-256": "sha256", "SHA-512-256": "sha512_256", "SHA-512": "sha512"}
 _PARAM = re.compile(r'\s*([\w*-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*(?:,|$)')
 
 
