@@ -1,7 +1,7 @@
 """``httpstream`` on the command line (``python -m httpstream`` too).
 
-The first word picks a command from ``COMMANDS`` (``demo``; ``proxy`` and
-``tunnel`` say they are not built yet); anything else is a request,
+The first word picks a command from ``COMMANDS`` (``demo``, ``proxy``;
+``tunnel`` says it is not built yet); anything else is a request,
 ``httpstream [METHOD] URL [ITEMS]``, handed to ``httpstream.cli``.  With no
 words at all the usage goes to standard error (exit 2); ``--help`` prints the
 request help, which names the commands too.
@@ -30,7 +30,9 @@ commands:
           HTTP/1.1, HTTP/2 and HTTP/3 (large download, SSE feed, NDJSON stream,
           early close with connection reuse or stream reset);
           options: [--size MIB] [--h3-size MIB] [--lines N] [--interval SECONDS]
-  proxy   not built yet
+  proxy   a streaming HTTP proxy, mitmdump's flags (`httpstream proxy --help`):
+          [--mode regular|reverse:URL|upstream:URL] [--listen-host HOST] [-p PORT]
+          [-s SCRIPT]... [--set NAME=VALUE]... [-q]
   tunnel  not built yet
 """
 
@@ -48,6 +50,12 @@ def _demo(argv: list[str]) -> int:
     return demo.run(argv)
 
 
+def _proxy(argv: list[str]) -> int:
+    from .proxy._cli import main as proxy_main
+
+    return proxy_main(argv)
+
+
 def _not_built(name: str) -> Callable[[list[str]], int]:
     def command(argv: list[str]) -> int:
         print(
@@ -62,7 +70,7 @@ def _not_built(name: str) -> Callable[[list[str]], int]:
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "demo": _demo,
-    "proxy": _not_built("proxy"),
+    "proxy": _proxy,
     "tunnel": _not_built("tunnel"),
 }
 

@@ -591,8 +591,8 @@ def test_pipe_to_head_stops_the_download_promptly(cli_server: HypercornServer, a
 def test_dispatch_keeps_commands_and_sends_urls_to_the_cli(
     server: HypercornServer, capsysbinary: pytest.CaptureFixture[bytes]
 ) -> None:
-    assert dispatch(["proxy"]) == 2
-    assert "not built yet" in capsysbinary.readouterr().err.decode()
+    assert dispatch(["proxy", "--set", "nope=1"]) == 2  # the proxy command's own usage error
+    assert "httpstream proxy: unknown option 'nope'" in capsysbinary.readouterr().err.decode()
     assert dispatch(["tunnel", "edge"]) == 2
     assert dispatch(["GET", server.url("/hello")]) == 0
     assert capsysbinary.readouterr().out.endswith(b"hello world\n")
