@@ -21,6 +21,12 @@ from .peers.duplex_fixtures import (  # noqa: F401 (fixtures)
 from .peers.servers import App, HypercornServer, open_fds
 
 
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HOME is a temporary directory: the proxy's default confdir (~/.httpstream) never touches the real one."""
+    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+
+
 @pytest.fixture(scope="session")
 def ca() -> trustme.CA:
     return trustme.CA()

@@ -88,7 +88,7 @@ async def test_curl_plain_http_through_the_proxy_cli(server: HypercornServer) ->
 
 @needs_curl
 async def test_curl_connect_pass_through_to_tls(tls_server: HypercornServer, cert_files: dict[str, str]) -> None:
-    async with proxy_process() as (port, _):
+    async with proxy_process("--set", r"ignore_hosts=^127\.0\.0\.1:") as (port, _):
         code, out, err = await curl(
             "--proxy", f"http://127.0.0.1:{port}", "--cacert", cert_files["ca"], tls_server.url("/hello")
         )

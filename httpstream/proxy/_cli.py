@@ -1,11 +1,13 @@
 """``httpstream proxy``: mitmdump's flags, on ``ProxyServer``.
 
 ``main(argv)`` parses ``[--mode MODE] [--listen-host HOST] [-p/--listen-port PORT]
-[-s SCRIPT]... [--set NAME=VALUE]... [-q]``; a usage error (unknown flag,
+[-s SCRIPT]... [--set NAME=VALUE]... [-q] [--print-ca]``; a usage error (unknown flag,
 unknown ``--set`` name, bad value) is one line on standard error naming the
 offender, exit 2.  Ready, it prints ``listening on http://HOST:PORT (mode MODE)``
 and serves until SIGINT/SIGTERM, then closes (in-flight exchanges get the
-server's bounded grace time) and exits 0.
+server's bounded grace time) and exits 0.  ``--print-ca`` prints the CA
+certificate's path and PEM (confdir from ``--set confdir=...``) and exits 0.
+A confdir whose CA cannot be set up is a one-line error, exit 1.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 from typing import NoReturn
 
 from ._addons import AddonError, load_script
+from ._certs import CertStore, CertStoreError
 from ._options import OptionError, Options
 from ._proxyserver import ProxyServer
 
@@ -51,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         "ignore_hosts, allow_hosts, via, connect_timeout, read_timeout, stored_body_limit",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no output but errors")
+    parser.add_argument("--print-ca", action="store_true", help="print the CA certificate (path, PEM) and exit")
     return parser
 
 
@@ -63,6 +67,13 @@ def main(argv: list[str]) -> int:
         options = Options.from_settings(
             args.settings, mode=args.mode, listen_host=args.listen_host, listen_port=args.listen_port
         )
+        if args.print_ca:
+            try:
+                print(CertStore(options.confdir).print_ca(), end="")
+            except CertStoreError as exc:
+                print(f"httpstream proxy: {exc}", file=sys.stderr)
+                return 1
+            return 0
         addons: list[object] = []
         for script in args.scripts:
             addons.extend(load_script(script))
@@ -73,6 +84,9 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(message)s")
     try:
         asyncio.run(_serve(proxy, quiet=args.quiet))
+    except CertStoreError as exc:
+        print(f"httpstream proxy: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"httpstream proxy: cannot listen: {exc}", file=sys.stderr)
         return 1

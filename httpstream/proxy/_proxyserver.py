@@ -25,8 +25,11 @@ hook.
 CONNECT is tunnelled as raw bytes to ``host:port`` (pass-through).  TLS
 interception is the ``intercept`` hook point: a callable ``(host, port) ->
 ssl.SSLContext | None`` that the CA module (``_certs``) fills; it returns the
-server-side context for that host, or None for pass-through.  Until it is set
-every CONNECT passes through.
+server-side context for that host, or None for pass-through.  When it is not
+set by ``start`` (regular mode), the proxy intercepts as mitmdump does: a
+``CertStore`` at the ``confdir`` option, ``ensure()``d at startup (a broken
+confdir fails there), mints a leaf per host; hosts matched by ``ignore_hosts``
+(or not matched by ``allow_hosts``) stay raw pass-through.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from .._server import Server, ServerExchange
 from .._urls import URL
 from . import _relay
 from ._addons import Addons
+from ._certs import CertStore
 from ._options import OptionError, Options, parse_mode
 from .http import Error, HTTPFlow, Request, Response
 
@@ -105,6 +109,7 @@ class ProxyServer:
         self.addons = Addons(addons)
         # The TLS interception hook point: (host, port) -> server-side SSLContext, or None to pass through.
         self.intercept: Callable[[str, int], ssl.SSLContext | None] | None = None
+        self.certs: CertStore | None = None  # the default interception's CA (set by ``start``)
         self._own_pool = pool is None
         if pool is None:
             verify: bool | str = not options.ssl_insecure
@@ -131,6 +136,8 @@ class ProxyServer:
         await self.aclose()
 
     async def start(self) -> None:
+        if self.intercept is None and self.mode == "regular":
+            self._default_intercept()
         await self.addons.call("load", _Loader())
         await self._server.start()
         await self.addons.call("running")
@@ -143,6 +150,14 @@ class ProxyServer:
         await self.addons.call("done")
         if self._own_pool:
             await self.pool.aclose()
+
+    def _default_intercept(self) -> None:
+        """Intercept every CONNECT with a CertStore at ``confdir`` (raises CertStoreError early)."""
+        certs = CertStore(self.options.confdir)
+        certs.ensure()
+        alpn = ("h2", "http/1.1") if self.options.http2 else ("http/1.1",)
+        self.certs = certs
+        self.intercept = lambda host, port: certs.leaf_context(host, alpn=alpn)
 
     @property
     def port(self) -> int:
