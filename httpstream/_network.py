@@ -29,7 +29,7 @@ from typing import Protocol
 from ._exceptions import StreamClosed
 from ._streams import BodyBuffer
 
-__all__ = ["NetworkStream", "RawChannel"]
+__all__ = ["NetworkStream", "RawChannel", "TransportChannel", "transport_extra"]
 
 
 class RawChannel(Protocol):
@@ -113,14 +113,51 @@ class NetworkStream:
         )
 
 
-def transport_extra(transport: asyncio.BaseTransport | None, name: str) -> object:
-    """httpcore's extra-info names over an asyncio transport's."""
+class _Writable(Protocol):
+    """An HTTP/1.1 protocol (client or server side) whose connection became raw bytes."""
+
+    @property
+    def transport(self) -> asyncio.BaseTransport | None: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self, timeout: float | None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class TransportChannel:
+    """A whole connection as a network stream's channel: HTTP/1.1 after a 101 or a CONNECT 2xx.
+
+    The same on both sides of the wire; ``server_side`` says which end we are,
+    so ``client_addr`` / ``server_addr`` name the right sockets.
+    """
+
+    __slots__ = ("_protocol", "_server_side")
+
+    def __init__(self, protocol: _Writable, *, server_side: bool = False) -> None:
+        self._protocol = protocol
+        self._server_side = server_side
+
+    async def send(self, data: bytes, timeout: float | None) -> None:
+        self._protocol.write(data)
+        await self._protocol.drain(timeout)
+
+    def close(self) -> None:
+        self._protocol.close()
+
+    def extra_info(self, name: str) -> object:
+        return transport_extra(self._protocol.transport, name, server_side=self._server_side)
+
+
+def transport_extra(transport: asyncio.BaseTransport | None, name: str, *, server_side: bool = False) -> object:
+    """httpcore's extra-info names over an asyncio transport's (``server_side``: the client is the peer)."""
     if transport is None:
         return None
     if name == "client_addr":
-        return transport.get_extra_info("sockname")
+        return transport.get_extra_info("peername" if server_side else "sockname")
     if name == "server_addr":
-        return transport.get_extra_info("peername")
+        return transport.get_extra_info("sockname" if server_side else "peername")
     if name == "socket":
         return transport.get_extra_info("socket")
     return transport.get_extra_info(name)

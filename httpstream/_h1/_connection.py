@@ -63,7 +63,7 @@ from .._exceptions import HTTPStreamError, LocalProtocolError, ReadError, Remote
 from .._headers import Headers
 from .._interfaces import CLOSE_GRACE, ConnectionInfo
 from .._models import Request, Response
-from .._network import NetworkStream, transport_extra
+from .._network import NetworkStream, TransportChannel
 from .._streams import ResponseStream, Upload, upload_failure, wait_for_continue
 from ._protocol import DIRECT, RAW, Exchange, H1Protocol, serialize_head
 
@@ -228,7 +228,7 @@ class HTTP11Connection:
             self._detach()
             if websocket_key is not None:
                 _check_accept(websocket_key, head_info.headers, proto)
-            response.extensions["network_stream"] = NetworkStream(buffer, _H1Channel(proto))
+            response.extensions["network_stream"] = NetworkStream(buffer, TransportChannel(proto))
             return response
         response.trailers = ex.trailers  # filled in place when a chunked body ends
         if ex.upload is not None:
@@ -443,25 +443,6 @@ class HTTP11Connection:
             self._on_change(self)
             return
         self.protocol.fail(ex, StreamClosed())
-
-
-class _H1Channel:
-    """The write side of a detached HTTP/1.1 connection."""
-
-    __slots__ = ("_protocol",)
-
-    def __init__(self, protocol: H1Protocol) -> None:
-        self._protocol = protocol
-
-    async def send(self, data: bytes, timeout: float | None) -> None:
-        self._protocol.write(data)
-        await self._protocol.drain(timeout)
-
-    def close(self) -> None:
-        self._protocol.close()
-
-    def extra_info(self, name: str) -> object:
-        return transport_extra(self._protocol.transport, name)
 
 
 def _chunk(data: bytes) -> bytes:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from .._exceptions import LocalProtocolError, WriteError
 from .._headers import Headers, HeaderTypes
 from .._models import Request
-from .._network import NetworkStream
+from .._network import NetworkStream, TransportChannel
 from .._streams import BodyBuffer
 from ._h1_parse import ParsedHead
 
@@ -67,30 +67,6 @@ class RequestBody(AsyncIterator[bytes]):
     async def aclose(self) -> None:
         """Stop reading; the server reads off (or closes on) the rest when the exchange ends."""
         self._closed = True
-
-
-class _RawChannel:
-    """The connection after ``upgrade()``, as a NetworkStream's channel."""
-
-    __slots__ = ("_proto",)
-
-    def __init__(self, proto: H1ServerProtocol) -> None:
-        self._proto = proto
-
-    async def send(self, data: bytes, timeout: float | None) -> None:
-        self._proto.write(data)
-        await self._proto.drain(timeout)
-
-    def close(self) -> None:
-        self._proto.close()
-
-    def extra_info(self, name: str) -> object:
-        transport = self._proto.transport
-        if transport is None:
-            return None
-        # httpcore's names, seen from this side: the client is the peer.
-        mapped = {"client_addr": "peername", "server_addr": "sockname"}.get(name, name)
-        return transport.get_extra_info(mapped)
 
 
 class H1ServerExchange:
@@ -260,7 +236,7 @@ class H1ServerExchange:
         self.finished = True
         self.keep_alive = False
         proto.write(_serialize_head(status, Headers(headers)))
-        stream = NetworkStream(proto.to_raw(), _RawChannel(proto))
+        stream = NetworkStream(proto.to_raw(), TransportChannel(proto, server_side=True))
         self.network_stream = stream
         await proto.drain(None)
         return stream

@@ -135,7 +135,7 @@ class _StreamChannel:
         exchange.proto.end_response(exchange)
 
     def extra_info(self, name: str) -> object:
-        return transport_extra(self._exchange.proto.transport, name)
+        return transport_extra(self._exchange.proto.transport, name, server_side=True)
 
 
 class H2Exchange:
